@@ -1,0 +1,25 @@
+# The two commands of the README: `make run` (the whole gateway on this host) and `make test`.
+# Each installs what it needs first (scripts/bootstrap.sh is idempotent and cached).
+.PHONY: setup run test test-fast bench check clean
+
+VENV := .venv
+PY := $(VENV)/bin/python
+PYTEST_WORKERS ?= 2
+
+setup:
+	@scripts/bootstrap.sh
+
+run: setup
+	$(VENV)/bin/endcap run
+
+test: setup
+	$(PY) -m pytest -n $(PYTEST_WORKERS) tests
+
+test-fast: setup
+	$(PY) -m pytest -n $(PYTEST_WORKERS) tests/unit
+
+bench: setup
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) .stamps build *.egg-info

@@ -1,0 +1,1 @@
+"""Shared runtime for every Endcap service: bus, messages, config, errors, runner, paths."""

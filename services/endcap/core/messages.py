@@ -1,0 +1,140 @@
+"""Typed bus messages and their versioned envelope.
+
+Every message on the bus is ``topic + b"\\0" + msgpack(Envelope)`` with
+``Envelope = {schema, id, ts, source, body}``. ``schema`` is ``"<major>.<minor>"``: a reader accepts any
+minor of its own major (new optional fields only) and rejects another major. Bodies are strict
+structs; the topic decides the body type (``TOPICS``; ``<svc>.health`` is always ``Health``).
+
+Req/rep uses ``Request``/``Reply`` inside the same envelope: the reply is ``ok`` with a result, or
+an ``ErrorInfo{code, message}``; request ids make retries idempotent on the server side.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import msgspec
+
+SCHEMA_MAJOR = 1
+SCHEMA_MINOR = 0
+SCHEMA = f"{SCHEMA_MAJOR}.{SCHEMA_MINOR}"
+
+
+class Envelope(msgspec.Struct, frozen=True):
+    schema: str
+    id: str
+    ts: float
+    source: str
+    body: msgspec.Raw
+
+
+class ErrorInfo(msgspec.Struct, frozen=True):
+    code: str
+    message: str
+
+
+# --- health (every service) -------------------------------------------------------------------
+
+class Health(msgspec.Struct, frozen=True):
+    """Published on ``<svc>.health``. ``ok`` means work is flowing, not merely that the process lives."""
+
+    service: str
+    ok: bool
+    status: str  # one plain-words line for the maintenance page
+    last_success: Optional[float] = None
+    last_error: Optional[ErrorInfo] = None
+    counters: dict[str, float] = {}
+
+
+# --- pos: baskets and stock -------------------------------------------------------------------
+
+class BasketLine(msgspec.Struct, frozen=True):
+    line: int
+    sku: str
+    qty: float  # signed: returns are negative
+    price: float  # unit price in the store's currency
+    type: str  # sale | return | void
+
+
+class Basket(msgspec.Struct, frozen=True):
+    """A completed (or later voided) transaction as the edge now knows it."""
+
+    store: str
+    txn_id: str
+    business_ts: float
+    status: str  # completed | cancelled
+    lines: list[BasketLine]
+    shopper_id: Optional[str] = None
+
+
+class StockLevel(msgspec.Struct, frozen=True):
+    """``qty`` is None when the edge does not know the stock (stale, never counted): fail closed."""
+
+    sku: str
+    qty: Optional[float]
+    as_of: Optional[float] = None  # source time of the newest fact behind qty
+
+
+class StockChanged(msgspec.Struct, frozen=True):
+    levels: list[StockLevel]
+
+
+# --- pos: req/rep -----------------------------------------------------------------------------
+
+class StockQuery(msgspec.Struct, frozen=True):
+    skus: list[str]
+
+
+class StockReply(msgspec.Struct, frozen=True):
+    levels: list[StockLevel]
+
+
+class BasketQuery(msgspec.Struct, frozen=True):
+    shopper_id: str
+    limit: int = 20
+
+
+class BasketsReply(msgspec.Struct, frozen=True):
+    baskets: list[Basket]
+
+
+class Empty(msgspec.Struct, frozen=True):
+    pass
+
+
+# --- req/rep framing --------------------------------------------------------------------------
+
+class Request(msgspec.Struct, frozen=True):
+    method: str
+    params: msgspec.Raw
+
+
+class Reply(msgspec.Struct, frozen=True):
+    ok: bool
+    result: Optional[msgspec.Raw] = None
+    error: Optional[ErrorInfo] = None
+
+
+TOPICS: dict[str, type] = {
+    "pos.basket": Basket,
+    "pos.stock": StockChanged,
+}
+
+
+def body_type(topic: str) -> type:
+    """The body struct for ``topic``. Raises KeyError for a topic nobody declared."""
+    if topic.endswith(".health"):
+        return Health
+    return TOPICS[topic]
+
+
+def check_schema(schema: str) -> None:
+    """Raise ValueError unless ``schema`` is ``<our major>.<any minor>``."""
+    major, _, minor = schema.partition(".")
+    if not (major.isdigit() and minor.isdigit()):
+        raise ValueError(f"malformed schema version {schema!r}")
+    if int(major) != SCHEMA_MAJOR:
+        raise ValueError(f"schema major {major} is not ours ({SCHEMA_MAJOR})")
+
+
+def to_builtins(obj: Any) -> Any:
+    return msgspec.to_builtins(obj)
