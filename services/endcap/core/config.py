@@ -63,27 +63,41 @@ def parse_toml(text: str, source: str) -> dict[str, Any]:
         raise ConfigError(f"{source}: not valid TOML: {e}", [f"<file>: not valid TOML: {e}"]) from e
 
 
+def _struct_type(typ: Any) -> type | None:
+    """The Struct class behind ``typ`` (also inside ``Optional[...]``), or None."""
+    if isinstance(typ, type) and issubclass(typ, msgspec.Struct):
+        return typ
+    for arg in getattr(typ, "__args__", ()) or ():
+        if isinstance(arg, type) and issubclass(arg, msgspec.Struct):
+            return arg
+    return None
+
+
+def problems_of(value: Any, typ: Any, prefix: str) -> list[str]:
+    """Every problem in ``value`` against ``typ``, not just the first: recurse into struct tables."""
+    struct = _struct_type(typ)
+    if struct is not None and isinstance(value, dict):
+        fields = {f.encode_name: f for f in msgspec.structs.fields(struct)}
+        found = [f"{prefix}.{k}: unknown key" if prefix else f"{k}: unknown section" for k in value if k not in fields]
+        for k, v in value.items():
+            if k in fields:
+                found += problems_of(v, fields[k].type, f"{prefix}.{k}" if prefix else k)
+        if found:
+            return found
+    try:
+        msgspec.convert(value, typ, strict=True)
+    except msgspec.ValidationError as e:
+        return [describe(e, prefix=prefix)]
+    return []
+
+
 def convert_sections(data: dict[str, Any], schema: type[T]) -> T:
-    """Decode ``data`` into ``schema``, collecting one problem per section rather than stopping at the first."""
-    problems: list[str] = []
-    fields = {f.encode_name: f for f in msgspec.structs.fields(schema)}
-    for key in data:
-        if key not in fields:
-            problems.append(f"{key}: unknown section")
-    for name, value in data.items():
-        f = fields.get(name)
-        if f is None:
-            continue
-        try:
-            msgspec.convert(value, f.type, strict=True)
-        except msgspec.ValidationError as e:
-            problems.append(describe(e, prefix=name))
-    if problems:
-        raise ConfigError("invalid config", problems)
+    """Decode ``data`` into ``schema``; on failure list every problem found, section by section."""
     try:
         return msgspec.convert(data, schema, strict=True)
-    except msgspec.ValidationError as e:  # cross-section checks in __post_init__
-        raise ConfigError("invalid config", [describe(e)]) from e
+    except msgspec.ValidationError as e:
+        problems = problems_of(data, schema, "") or [describe(e)]
+        raise ConfigError("invalid config", problems) from e
 
 
 def load(path: str | Path, schema: type[T]) -> T:

@@ -108,9 +108,12 @@ class Request(msgspec.Struct, frozen=True):
     params: msgspec.Raw
 
 
+NIL = msgspec.Raw(b"\xc0")  # msgpack nil: the result of an error reply
+
+
 class Reply(msgspec.Struct, frozen=True):
     ok: bool
-    result: Optional[msgspec.Raw] = None
+    result: msgspec.Raw = NIL
     error: Optional[ErrorInfo] = None
 
 

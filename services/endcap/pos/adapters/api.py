@@ -6,7 +6,7 @@ lines of one transaction as the source shows it *now*; a changed transaction (su
 completed → cancelled) arrives again with another ``source_version`` and becomes a new version at the
 edge, never an update in place or a delete.
 
-Reads are at-least-once: ``poll_*(cursor)`` returns everything changed after ``cursor`` (and the caller
+Reads are at-least-once: ``poll(stream, cursor)`` returns everything changed after ``cursor`` (and the caller
 re-reads a lookback window for late rows); the edge makes the effect exactly-once with idempotent
 upserts keyed by (store, txn_id, source_version) committed together with the next cursor.
 
@@ -80,15 +80,11 @@ class Quarantined(msgspec.Struct, frozen=True):
     raw: str  # the offending row, as text, for the technician
 
 
-class SalesPage(msgspec.Struct, frozen=True):
-    txns: list[Txn]
-    quarantined: list[Quarantined]
-    next_cursor: Cursor
-    more: bool  # another page is ready right away
+class Page(msgspec.Struct, frozen=True):
+    """One read of one stream: events (``Txn`` for sales, ``StockFact`` for stock), rows that could not
+    become events, the cursor after the last row read, and whether another page is ready right away."""
 
-
-class StockPage(msgspec.Struct, frozen=True):
-    facts: list[StockFact]
+    events: list  # list[Txn] | list[StockFact]
     quarantined: list[Quarantined]
     next_cursor: Cursor
     more: bool
@@ -105,16 +101,21 @@ class DayTotals(msgspec.Struct, frozen=True):
 
 
 class PosAdapter(Protocol):
+    """A source of sales and stock. ``streams`` names its change streams; each has its own cursor.
+
+    Stream names: ``sales`` yields ``Txn``; any other stream (e.g. ``counts``, ``moves``) yields
+    ``StockFact``. All methods raise ``UpstreamRetryable`` or ``UpstreamFatal`` on failure.
+    """
+
     name: str
+    streams: tuple[str, ...]
 
-    def poll_sales(self, cursor: Cursor, limit: int) -> SalesPage: ...
-
-    def poll_stock(self, cursor: Cursor, limit: int) -> StockPage: ...
+    def poll(self, stream: str, cursor: Cursor, limit: int) -> Page: ...
 
     def catalogue(self) -> list[CatalogItem]: ...
 
     def day_totals(self, day: str) -> DayTotals:
-        """The source's own control totals for ``day`` (for the daily reconciliation)."""
+        """The source's own control totals of completed sales for ``day`` (UTC date, ISO)."""
         ...
 
     def wait_for_change(self, timeout_s: float) -> bool:

@@ -1,0 +1,119 @@
+"""``endcap run``: the whole gateway on a dev host, with a simulated store (never used on a device).
+
+Starts the store simulator, then every service of ``gateway.SERVICES`` as a child process with
+``NOTIFY_SOCKET`` (readiness is the service's own READY=1), prints where to look, then shows what
+flows on the bus until Ctrl-C or ``--duration``, and stops everything in reverse order.
+"""
+from __future__ import annotations
+
+import signal
+import sys
+import tempfile
+import threading
+import time
+from importlib import resources
+from pathlib import Path
+
+from .core.atomic import atomic_write
+from .core.bus import Subscriber
+from .core.errors import BusTimeout
+from .core.paths import Paths
+from .gateway import SERVICES
+from .launcher import ServiceProcess
+
+
+def dev_config(paths: Paths) -> str:
+    template = resources.files("endcap").joinpath("defaults/dev.toml").read_text(encoding="utf-8")
+    return template.replace("{state}", str(paths.state_dir))
+
+
+def run_gateway(root: str | None, speed: float, duration_s: float | None, faults: str) -> int:
+    root_dir = Path(root) if root else Path(tempfile.mkdtemp(prefix="endcap-"))
+    paths = Paths.under(root_dir)
+    paths.ensure()
+    logs = paths.root / "log"
+    logs.mkdir(exist_ok=True)
+    if not paths.config_file.exists():
+        atomic_write(paths.config_file, dev_config(paths).encode())
+    sim_db = paths.state_dir / "sim" / "pos.db"
+    sim_db.parent.mkdir(parents=True, exist_ok=True)
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+
+    children: list[ServiceProcess] = []
+    try:
+        sim = ServiceProcess.endcap("sim", "sim", "--source", f"sqlite://{sim_db}", "--speed", str(speed),
+                                    "--faults", faults, log_path=logs / "sim.log").start()
+        children.append(sim)
+        sim.wait_ready(120)
+        for name in SERVICES:
+            proc = ServiceProcess.endcap(name, "service", name, "--root", str(paths.root), log_path=logs / f"{name}.log").start()
+            children.append(proc)
+            proc.wait_ready(60)
+        _banner(paths, logs, children)
+        _show_bus(paths, stop, duration_s)
+    except RuntimeError as e:
+        print(f"endcap run: {e}", file=sys.stderr)
+        return 1
+    finally:
+        for proc in reversed(children):
+            code = proc.stop()
+            print(f"stopped {proc.name} (exit {code})")
+    return 0
+
+
+def _banner(paths: Paths, logs: Path, children: list[ServiceProcess]) -> None:
+    print("Endcap gateway running on this host (simulated store). Ctrl-C stops everything.")
+    print(f"  root      {paths.root}")
+    print(f"  config    {paths.config_file}")
+    print(f"  logs      {logs}/<service>.log")
+    print(f"  state     {paths.state_dir}")
+    for p in children:
+        print(f"  {p.name:<9} pid {p.pid}")
+    print(f"  bus       endcap bus watch --root {paths.root}")
+    sys.stdout.flush()
+
+
+def _describe(topic: str, body) -> str:
+    if topic == "pos.basket":
+        total = sum(ln.qty * ln.price for ln in body.lines)
+        return f"basket {body.txn_id} {body.status}: {len(body.lines)} lines, {total:.2f}"
+    if topic == "pos.stock":
+        known = sum(1 for lv in body.levels if lv.qty is not None)
+        return f"stock: {len(body.levels)} SKUs moved ({known} known)"
+    if topic.endswith(".health"):
+        return f"{body.service} health: {'ok' if body.ok else 'NOT OK'} — {body.status}"
+    return repr(body)
+
+
+def _show_bus(paths: Paths, stop: threading.Event, duration_s: float | None) -> None:
+    deadline = None if duration_s is None else time.monotonic() + duration_s
+    addresses = [paths.pub_address(s) for s in SERVICES]
+    topics = ["pos.basket", "pos.stock"] + [f"{s}.health" for s in SERVICES]
+    with Subscriber(addresses, topics, "run", recv_timeout_ms=200) as sub:
+        while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
+            try:
+                msg = sub.recv()
+            except BusTimeout:
+                continue
+            print(f"{time.strftime('%H:%M:%S')} {_describe(msg.topic, msg.body)}", flush=True)
+
+
+def watch_bus(paths: Paths, services: list[str] | None, count: int, timeout_s: float) -> int:
+    names = services or list(SERVICES)
+    topics = ["pos.basket", "pos.stock"] + [f"{s}.health" for s in names]
+    deadline = time.monotonic() + timeout_s if timeout_s else None
+    seen = 0
+    with Subscriber([paths.pub_address(s) for s in names], topics, "watch", recv_timeout_ms=200) as sub:
+        while deadline is None or time.monotonic() < deadline:
+            try:
+                msg = sub.recv()
+            except BusTimeout:
+                continue
+            print(f"{msg.topic} {msg.envelope.source} {_describe(msg.topic, msg.body)}", flush=True)
+            seen += 1
+            if count and seen >= count:
+                break
+    return 0

@@ -1,0 +1,126 @@
+"""The ``pos`` service: wires adapter, edge store, poller, bus and health together.
+
+Threads: the main thread polls and publishes; one RPC thread answers queries from its own read-only
+store connection (SQLite WAL lets it read while the poller writes).
+Publishes ``pos.basket`` (completed/cancelled transactions), ``pos.stock`` (levels of SKUs that moved)
+and ``pos.health``. Answers ``stock`` and ``baskets`` over req/rep.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from ..core import messages as m
+from ..core.bus import Publisher, RpcServer
+from ..core.errors import UpstreamError
+from ..core.health import HealthPublisher, HealthState
+from ..core.runner import ServiceContext
+from . import stock
+from .adapters.api import PosAdapter
+from .config import PosConfig
+from .poller import PosPoller
+from .store import EdgeStore
+
+log = logging.getLogger(__name__)
+
+
+def make_adapter(cfg: PosConfig, stop: threading.Event) -> PosAdapter:
+    if cfg.adapter == "sql":
+        from .adapters.sql import SqlAdapter
+
+        s = cfg.sql
+        return SqlAdapter(cfg.source_name, cfg.store_id, s.url, location_id=s.location_id, notify_channel=s.notify_channel,
+                          statement_timeout_ms=s.statement_timeout_ms, connect_timeout_s=s.connect_timeout_s, stop=stop)
+    from .adapters.rest import RestAdapter
+
+    return RestAdapter.from_config(cfg, stop=stop)
+
+
+class StockReader:
+    """Turns store rows into levels with the pure rules of ``stock`` (used by RPC and publishing)."""
+
+    def __init__(self, store: EdgeStore, cfg: PosConfig) -> None:
+        self.store = store
+        self.rules = stock.StockRules(cfg.stock_feed_ttl_s, int(cfg.stock_count_max_age_s * 1e6))
+
+    def levels(self, skus: list[str], now: float) -> list[m.StockLevel]:
+        last_ok_text = self.store.meta("last_stock_ok")
+        last_ok = float(last_ok_text) if last_ok_text else None
+        clock_text = self.store.meta("source_clock_us")
+        source_now = int(clock_text) if clock_text else 0
+        out = []
+        for sku, (qty, ts, moved) in self.store.stock_inputs(skus).items():
+            lvl = stock.level(qty, ts, moved, rules=self.rules, source_now_us=source_now, last_feed_ok=last_ok, now=now)
+            out.append(m.StockLevel(sku, lvl, None if ts is None else ts / 1e6))
+        return out
+
+
+def _serve_rpc(ctx: ServiceContext, cfg: PosConfig, db_path, ready: threading.Event) -> None:
+    store = EdgeStore(db_path, readonly=True)
+    reader = StockReader(store, cfg)
+    handlers = {
+        "stock": (m.StockQuery, lambda q: m.StockReply(reader.levels(q.skus[:1000], time.time()))),
+        "baskets": (m.BasketQuery, lambda q: m.BasketsReply(store.baskets_of(q.shopper_id, max(1, min(q.limit, 200))))),
+    }
+    server = RpcServer(ctx.paths.rpc_address("pos"), "pos", handlers)
+    ready.set()
+    try:
+        while not ctx.stop.is_set():
+            server.serve_one()
+    finally:
+        server.close()
+        store.close()
+
+
+def _publish(pub: Publisher, poller: PosPoller, reader: StockReader, out, now: float) -> None:
+    for t in out.baskets:
+        pub.publish("pos.basket", poller.basket_message(t))
+    skus = sorted(out.stock_skus)
+    for i in range(0, len(skus), 200):
+        pub.publish("pos.stock", m.StockChanged(reader.levels(skus[i:i + 200], now)))
+
+
+def main(ctx: ServiceContext) -> None:
+    cfg: PosConfig = ctx.config
+    db_path = ctx.state_dir() / "pos.db"
+    store = EdgeStore(db_path)
+    health = HealthState("pos", stale_after_s=max(10.0, 5 * cfg.poll_interval_s))
+    adapter = make_adapter(cfg, ctx.stop)
+    poller = PosPoller(adapter, store, cfg, health)
+    reader = StockReader(store, cfg)
+    pub = Publisher(ctx.paths.pub_address("pos"), "pos")
+    health_pub = HealthPublisher(health, pub, cfg.health_interval_s)
+    rpc_ready = threading.Event()
+    rpc = threading.Thread(target=_serve_rpc, args=(ctx, cfg, db_path, rpc_ready), name="pos-rpc", daemon=True)
+    rpc.start()
+    rpc_ready.wait(5)
+    ctx.ready(f"reading {cfg.adapter} source {cfg.source_name}")
+    changed, next_poll = True, 0.0
+    try:
+        while not ctx.stop.is_set():
+            ctx.alive()
+            now = time.time()
+            if changed or now >= next_poll:
+                out, wait_s = poller.cycle(now, changed=changed)
+                next_poll = now + wait_s
+                store.set_meta("source_clock_us", str(poller.source_now_us))
+                _publish(pub, poller, reader, out, now)
+            health_pub.maybe_publish(time.time())
+            step = min(max(0.0, next_poll - time.time()), cfg.health_interval_s)
+            if poller.backing_off:
+                # honour the backoff (and any Retry-After) even if the source signals a change
+                ctx.stop.wait(step)
+                changed = False
+                continue
+            try:
+                changed = adapter.wait_for_change(step)
+            except UpstreamError as e:  # the next cycle reports a real outage and backs off
+                log.debug("change signal failed: %s", e)
+                changed = False
+                ctx.stop.wait(step)
+    finally:
+        adapter.close()
+        pub.close()
+        rpc.join(timeout=2)
+        store.close()
