@@ -30,6 +30,17 @@ class RestSource(Strict):
     token_env: str = "ENDCAP_POS_TOKEN"
     """Name of the environment variable holding the API token (never the token itself)."""
     timeout_s: Positive = 10.0
+    """Connect and read timeout of every HTTP call, in seconds."""
+    page_limit: Annotated[int, Meta(ge=1, le=1000)] = 500
+    """Largest page asked of the API (``limit``); Square allows at most 1000 orders or changes per page."""
+    api_version: str = "2024-10-17"
+    """Sent as the ``Square-Version`` header, so the response shapes do not change under us."""
+
+    def __post_init__(self) -> None:
+        if not self.base_url.startswith(("https://", "http://")):
+            raise ValueError(f"base_url {self.base_url!r} must start with https:// (or http:// on a test bench)")
+        if not self.token_env:
+            raise ValueError("token_env must name an environment variable")
 
 
 class PosConfig(Strict):
@@ -43,6 +54,9 @@ class PosConfig(Strict):
     rest: Optional[RestSource] = None
     poll_interval_s: Positive = 1.0
     """Longest wait between polls when the source sends no change signal."""
+    change_signal: bool = True
+    """Wake on the source's change signal (PostgreSQL LISTEN/NOTIFY, SQLite data_version) instead of
+    waiting out ``poll_interval_s``. Off: blind polling (for sources whose DBA forbids triggers)."""
     page_size: Annotated[int, Meta(ge=1, le=10_000)] = 500
     lookback_s: Positive = 1200.0
     """Source-time window re-read for late rows and clock skew; must exceed the worst back-dating + skew."""

@@ -25,6 +25,7 @@ from .store import EdgeStore
 log = logging.getLogger(__name__)
 
 MAX_PAGES_PER_CYCLE = 50  # bound one cycle so health and RPC stay responsive during a catch-up
+SWEEP_PAGE_ROWS = 100  # a sweep advances one small page per step, so new rows never wait long behind it
 
 
 @dataclass
@@ -51,6 +52,7 @@ class PosPoller:
         self._known: set[str] | None = None
         self._catalogue_at = float("-inf")
         self.source_now_us = 0  # newest change time seen: the source's clock as far as we know it
+        self._changed_behind = False
         self.last_stock_ok: float | None = None
 
     @property
@@ -60,30 +62,72 @@ class PosPoller:
     # --- one round ---------------------------------------------------------------------------------
 
     def cycle(self, now: float, *, changed: bool = False) -> tuple[Outbox, float]:
-        """Poll all streams once. Returns (what to publish, seconds to wait before the next cycle)."""
+        """Read what is new in every stream. Returns (what to publish, seconds to wait before the next cycle).
+
+        ``changed``: the source signalled a change. If no stream had new rows, the change happened behind
+        the cursors (a late row), and the next ``sweep_step`` sweeps at once.
+        """
         out = Outbox()
         try:
             if self._known is None or now - self._catalogue_at >= self.cfg.catalogue_refresh_s:
                 self.refresh_catalogue(now)
+            rows = 0
             for stream in self.adapter.streams:
-                self._poll_stream(stream, now, changed, out)
+                rows += self._read(stream, self.store.cursor(stream), now, out)[0]
+            self._changed_behind = changed and rows == 0
             self._reconcile_closed_days(now)
         except UpstreamError as e:
-            self._attempt += 1
-            self.health.failure(e, now)
-            self.health.count("poll_errors")
-            delay = self._backoff.delay(self._attempt, self._rand(), getattr(e, "retry_after", None))
-            log.warning("pos poll failed (attempt %d, next in %.1f s): [%s] %s", self._attempt, delay, e.code, e)
-            return out, delay
+            return out, self._failed(e, now)
+        self._succeeded(now)
+        return out, self.cfg.poll_interval_s
+
+    def sweep_step(self, now: float) -> Outbox | None:
+        """Advance the lookback sweep of the first stream that needs one by one small page.
+
+        Returns what to publish, or None when no sweep is due. Errors count like a failed poll.
+        """
+        for stream in self.adapter.streams:
+            plan = self._sweeps[stream]
+            if plan.covered_us is None:
+                saved = self.store.meta(f"sweep_covered_us:{stream}")
+                plan.covered_us = int(saved) if saved else None
+            if not plan.due(self.store.cursor(stream), now, changed_behind=self._changed_behind):
+                continue
+            out = Outbox()
+            try:
+                start = plan.start(self.store.cursor(stream))
+                _, reached, finished = self._read(stream, start, now, out, max_pages=1, page_rows=SWEEP_PAGE_ROWS)
+            except UpstreamError as e:
+                self._failed(e, now)
+                return out
+            plan.progress(reached, finished, now)
+            if finished:
+                self.store.set_meta(f"sweep_covered_us:{stream}", str(plan.covered_us))
+                self.health.count("sweeps")
+            return out
+        self._changed_behind = False
+        return None
+
+    def _failed(self, e: UpstreamError, now: float) -> float:
+        self._attempt += 1
+        self.health.failure(e, now)
+        self.health.count("poll_errors")
+        delay = self._backoff.delay(self._attempt, self._rand(), getattr(e, "retry_after", None))
+        log.warning("pos poll failed (attempt %d, next in %.1f s): [%s] %s", self._attempt, delay, e.code, e)
+        return delay
+
+    def _succeeded(self, now: float) -> None:
         if self._attempt:
             log.info("pos source reachable again after %d failed attempts", self._attempt)
         self._attempt = 0
         self.health.success(now)
+
+    def refresh_health_counters(self) -> None:
+        """Counters for the health message; a few COUNT queries, so only when health is published."""
         self.health.set("lag_s", max(0.0, (self.source_now_us - self.store.cursor("sales").ts_us) / 1e6))
         self.health.set("source_clock", self.source_now_us / 1e6)
         for k, v in self.store.counts().items():
             self.health.set(k, v)
-        return out, self.cfg.poll_interval_s
 
     def refresh_catalogue(self, now: float) -> None:
         items = self.adapter.catalogue()
@@ -94,25 +138,12 @@ class PosPoller:
 
     # --- streams -----------------------------------------------------------------------------------
 
-    def _poll_stream(self, stream: str, now: float, changed: bool, out: Outbox) -> None:
-        rows, _, _ = self._read(stream, self.store.cursor(stream), now, out)
-        plan = self._sweeps[stream]
-        if plan.covered_us is None:
-            saved = self.store.meta(f"sweep_covered_us:{stream}")
-            plan.covered_us = int(saved) if saved else None
-        if plan.due(self.store.cursor(stream), now, changed_behind=changed and not rows):
-            start = plan.start(self.store.cursor(stream))
-            _, reached, finished = self._read(stream, start, now, out)
-            plan.progress(reached, finished, now)
-            if finished:
-                self.store.set_meta(f"sweep_covered_us:{stream}", str(plan.covered_us))
-                self.health.count("sweeps")
-
-    def _read(self, stream: str, start: Cursor, now: float, out: Outbox) -> tuple[int, Cursor, bool]:
-        """Read pages from ``start`` (bounded per cycle). Returns (rows read, cursor reached, reached the end)."""
+    def _read(self, stream: str, start: Cursor, now: float, out: Outbox, *, max_pages: int = MAX_PAGES_PER_CYCLE,
+              page_rows: int | None = None) -> tuple[int, Cursor, bool]:
+        """Read pages from ``start`` (bounded). Returns (rows read, cursor reached, reached the end)."""
         cursor, rows, finished = start, 0, False
-        for _ in range(MAX_PAGES_PER_CYCLE):
-            page = self.adapter.poll(stream, cursor, self.cfg.page_size)
+        for _ in range(max_pages):
+            page = self.adapter.poll(stream, cursor, page_rows or self.cfg.page_size)
             rows += len(page.events) + len(page.quarantined)
             if stream == "sales":
                 good, bad = self._screen(page.events, now)
@@ -165,7 +196,7 @@ class PosPoller:
         edge = self.store.day_totals(day)
         ok = reconcile.matches(source, edge)
         if not ok:
-            log.warning("reconciliation %s: source %s != edge %s; re-reading the day", day, source, edge)
+            log.info("reconciliation %s: source %s != edge %s; re-reading the day", day, source, edge)
             start_us, _ = timeutil.day_bounds_us(day)
             cursor, finished = Cursor(max(0, start_us - self._lookback_us), ""), False
             while not finished:  # re-read the whole day, page by page

@@ -96,7 +96,7 @@ def main(ctx: ServiceContext) -> None:
     rpc.start()
     rpc_ready.wait(5)
     ctx.ready(f"reading {cfg.adapter} source {cfg.source_name}")
-    changed, next_poll = True, 0.0
+    changed, next_poll, next_health = True, 0.0, 0.0
     try:
         while not ctx.stop.is_set():
             ctx.alive()
@@ -106,9 +106,18 @@ def main(ctx: ServiceContext) -> None:
                 next_poll = now + wait_s
                 store.set_meta("source_clock_us", str(poller.source_now_us))
                 _publish(pub, poller, reader, out, now)
+            sweeping = False
+            if not poller.backing_off:
+                swept = poller.sweep_step(time.time())
+                if swept is not None:
+                    sweeping = True
+                    _publish(pub, poller, reader, swept, time.time())
+            if time.time() >= next_health:
+                poller.refresh_health_counters()
+                next_health = time.time() + cfg.health_interval_s
             health_pub.maybe_publish(time.time())
-            step = min(max(0.0, next_poll - time.time()), cfg.health_interval_s)
-            if poller.backing_off:
+            step = 0.0 if sweeping else min(max(0.0, next_poll - time.time()), cfg.health_interval_s)
+            if poller.backing_off or not cfg.change_signal:
                 # honour the backoff (and any Retry-After) even if the source signals a change
                 ctx.stop.wait(step)
                 changed = False

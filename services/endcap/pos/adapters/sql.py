@@ -16,7 +16,7 @@ import logging
 import sqlite3
 import threading
 from typing import Any, Callable
-from urllib.parse import urlparse
+from urllib.parse import quote, urlparse
 
 from ...core import timeutil
 from ...core.errors import ConfigError, UpstreamFatal, UpstreamRetryable
@@ -82,7 +82,7 @@ class SqlAdapter:
         try:
             if self._kind == "sqlite":
                 path = sqlite_path(self._url)
-                conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=self._timeout, isolation_level=None,
+                conn = sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True, timeout=self._timeout, isolation_level=None,
                                        check_same_thread=False)
                 conn.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
                 conn.execute("SELECT 1 FROM ospos_sales LIMIT 0")
@@ -285,5 +285,7 @@ def dialect_of(url: str) -> str:
 
 
 def sqlite_path(url: str) -> str:
+    """The absolute file path of ``sqlite:///abs/path.db`` (extra leading slashes tolerated)."""
     p = urlparse(url)
-    return p.path if not p.netloc else p.netloc + p.path
+    path = "/" + (p.netloc + p.path).lstrip("/")
+    return path

@@ -1,0 +1,5 @@
+"""Suite-wide pytest configuration: registers the real-component fixtures of ``tests/fixtures``."""
+
+# Registered as plugins (not star-imported) so each fixture module keeps its own namespace and
+# its fixtures are visible to every test directory below tests/.
+pytest_plugins = ["tests.fixtures.postgres", "tests.fixtures.gateway"]
