@@ -2,7 +2,8 @@
 
 Ours: the pos service woken by the source's change signal (SQLite ``data_version``). Anchor, in the
 same run: the same service with ``change_signal = false`` (blind polling every ``poll_interval_s``,
-0.5 s here, which is what a polling integration typically does). Each sample: the simulator commits
+0.5 s here, what a polling integration typically does; samples start at random offsets of the
+poll timer). Each sample: the simulator commits
 one restock movement (``Simulator.restock`` returns ``perf_counter()`` just before the commit), and
 we take the time at which the ``pos.stock`` message carrying that SKU's new level arrives here.
 CLOCK_MONOTONIC is system-wide, so both ends read the same clock. Target: p99 ≤ 100 ms.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import random
 import shutil
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -55,7 +57,11 @@ def _measure(change_signal: bool, samples: int, seed: int) -> list[float]:
             out: list[float] = []
             with Subscriber([paths.pub_address("pos")], ["pos.stock"], "bench", recv_timeout_ms=3000) as sub:
                 _drain_until_quiet(sub)
+                pause = threading.Event()
                 for _ in range(samples):
+                    if not change_signal:
+                        # unpaced samples would phase-lock to the poll timer; a random offset samples it fairly
+                        pause.wait(rng.uniform(0, POLL_INTERVAL_S))
                     sku = rng.choice(items)
                     want = sim.expected_stock()[sku] + 1
                     t0 = sim.restock(int(sku), 1)
