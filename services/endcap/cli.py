@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("run", help="run the whole gateway on this host with a simulated store")
     s.add_argument("--root", help="keep state here (default: a fresh temp dir)")
-    s.add_argument("--speed", type=float, default=120.0, help="simulated store seconds per real second")
+    s.add_argument("--speed", type=float, default=3600.0, help="simulated store seconds per real second (default 3600)")
     s.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     s.add_argument("--faults", default="none", help="simulator faults: none, all, or a comma list")
     s.set_defaults(func=cmd_run)

@@ -37,6 +37,13 @@ def run_gateway(root: str | None, speed: float, duration_s: float | None, faults
         atomic_write(paths.config_file, dev_config(paths).encode())
     sim_db = paths.state_dir / "sim" / "pos.db"
     sim_db.parent.mkdir(parents=True, exist_ok=True)
+    if sim_db.exists():
+        # A reused root: the simulated store restarts from its first basket, so the edge state that
+        # mirrored the previous replay is set aside rather than mixed with the new one.
+        old = paths.service_state("pos")
+        if old.exists():
+            old.rename(old.with_name(f"pos.previous-{int(time.time())}"))
+        print(f"reusing {paths.root}: simulated store restarted; previous pos state kept beside it")
 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -45,7 +52,7 @@ def run_gateway(root: str | None, speed: float, duration_s: float | None, faults
     children: list[ServiceProcess] = []
     try:
         sim = ServiceProcess.endcap("sim", "sim", "--source", f"sqlite://{sim_db}", "--speed", str(speed),
-                                    "--faults", faults, log_path=logs / "sim.log").start()
+                                    "--faults", faults, "--reset", log_path=logs / "sim.log").start()
         children.append(sim)
         sim.wait_ready(120)
         for name in SERVICES:
@@ -92,12 +99,18 @@ def _show_bus(paths: Paths, stop: threading.Event, duration_s: float | None) -> 
     deadline = None if duration_s is None else time.monotonic() + duration_s
     addresses = [paths.pub_address(s) for s in SERVICES]
     topics = ["pos.basket", "pos.stock"] + [f"{s}.health" for s in SERVICES]
+    last_health: dict[str, tuple[bool, str]] = {}
     with Subscriber(addresses, topics, "run", recv_timeout_ms=200) as sub:
         while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
             try:
                 msg = sub.recv()
             except BusTimeout:
                 continue
+            if msg.topic.endswith(".health"):  # show health when it changes, not every heartbeat
+                state = (msg.body.ok, msg.body.status)
+                if last_health.get(msg.topic) == state:
+                    continue
+                last_health[msg.topic] = state
             print(f"{time.strftime('%H:%M:%S')} {_describe(msg.topic, msg.body)}", flush=True)
 
 

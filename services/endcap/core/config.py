@@ -25,6 +25,7 @@ T = TypeVar("T")
 _PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")
 _UNKNOWN = re.compile(r"^Object contains unknown field `(?P<key>[^`]+)`")
 _MISSING = re.compile(r"^Object missing required field `(?P<key>[^`]+)`")
+_KEYED = re.compile(r"^(?P<key>[a-z_][a-z0-9_]*): (?P<rest>.+)$", re.S)
 
 
 class Strict(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -52,6 +53,10 @@ def describe(err: msgspec.ValidationError, prefix: str = "") -> str:
     if key_m:
         where = ".".join(p for p in (where, key_m.group("key")) if p)
         text = "required key is missing"
+    key_m = _KEYED.match(text)
+    if key_m:  # a __post_init__ check that names its key: "url: unsupported scheme"
+        where = ".".join(p for p in (where, key_m.group("key")) if p)
+        text = key_m.group("rest")
     where = ".".join(p for p in (prefix, where) if p)
     return f"{where or '<top>'}: {text}"
 

@@ -21,6 +21,11 @@ class SqlSource(Strict):
     statement_timeout_ms: Annotated[int, Meta(gt=0)] = 10_000
     connect_timeout_s: Positive = 5.0
 
+    def __post_init__(self) -> None:
+        scheme = self.url.partition(":")[0] if "://" in self.url else ""
+        if scheme not in ("sqlite", "postgresql", "postgres") and not (not scheme and "=" in self.url):
+            raise ValueError(f"url: unsupported scheme {scheme or '(none)'!r}; use sqlite:///PATH or postgresql://...")
+
 
 class RestSource(Strict):
     base_url: str
