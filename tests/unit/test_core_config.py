@@ -35,7 +35,7 @@ def test_every_problem_is_reported_with_its_key(tmp_path):
 
 
 def test_wrong_type_names_key(tmp_path):
-    assert _problems(tmp_path, '[pos]\npage_size = "many"\n[pos.sql]\nurl = "x"\n') == ["pos.page_size: Expected `int`, got `str`"]
+    assert _problems(tmp_path, '[pos]\npage_size = "many"\n[pos.sql]\nurl = "sqlite:///x"\n') == ["pos.page_size: Expected `int`, got `str`"]
 
 
 def test_cross_field_rule(tmp_path):
@@ -49,3 +49,8 @@ def test_not_toml(tmp_path):
 
 def test_missing_required_key(tmp_path):
     assert _problems(tmp_path, "[pos.sql]\nlocation_id = 2\n") == ["pos.sql.url: required key is missing"]
+
+
+def test_source_url_scheme_is_checked_without_io(tmp_path):
+    assert _problems(tmp_path, '[pos.sql]\nurl = "mysql://db/ospos"\n') == [
+        "pos.sql.url: unsupported scheme 'mysql'; use sqlite:///PATH or postgresql://..."]
