@@ -24,11 +24,12 @@ def test_server_is_unix_socket_only_and_not_root(postgres_server: PostgresServer
         listen = conn.execute("SHOW listen_addresses").fetchone()[0]
         sockdirs = conn.execute("SHOW unix_socket_directories").fetchone()[0]
         backend_pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        backend_uid = os.stat(f"/proc/{backend_pid}").st_uid  # while connected: the backend exits after
     assert listen == ""
     assert sockdirs == str(postgres_server.sockdir)
     # The postmaster is the PID we hold (no wrapper in between), and it never runs as root.
     assert (postgres_server.datadir / "postmaster.pid").read_text().splitlines()[0] == str(postgres_server.pid)
-    assert os.stat(f"/proc/{backend_pid}").st_uid != 0
+    assert backend_uid != 0
 
 
 def test_each_postgres_url_is_a_distinct_empty_database(postgres_server: PostgresServer, postgres_url: str) -> None:
