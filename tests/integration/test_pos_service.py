@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 
@@ -124,8 +126,11 @@ def test_unreachable_pos_backs_off_reports_and_keeps_serving(gateway, store_db, 
     assert down.last_error.code == "unreachable" and "failing" in down.status
     assert proc.alive()
     sku = sorted(sim.expected_stock())[0]
-    with _rpc(gateway) as rpc:  # still answers, and the stale stock is unknown (fail closed)
-        assert rpc.call("stock", m.StockQuery([sku]), m.StockReply).levels[0].qty is None
+    with _rpc(gateway) as rpc:  # still answers, and once the feed is older than its TTL, stock is unknown
+        deadline, pause = time.monotonic() + 10, threading.Event()
+        while (qty := rpc.call("stock", m.StockQuery([sku]), m.StockReply).levels[0].qty) is not None:
+            assert time.monotonic() < deadline, f"stock still {qty} long after the feed TTL"
+            pause.wait(0.1)
     for suffix in ("", "-wal", "-shm"):
         p = db.with_name(db.name + suffix + ".gone")
         if p.exists():

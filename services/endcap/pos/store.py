@@ -11,6 +11,7 @@ Invariants:
 from __future__ import annotations
 
 import sqlite3
+from contextlib import contextmanager
 
 from pathlib import Path
 from typing import Iterable
@@ -67,6 +68,17 @@ class EdgeStore:
     def close(self) -> None:
         self._db.close()
 
+    @contextmanager
+    def _transaction(self):
+        """``BEGIN IMMEDIATE`` … ``COMMIT``, or ``ROLLBACK`` on any exception (including KeyboardInterrupt)."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
     # --- cursors ---------------------------------------------------------------------------------
 
     def cursor(self, stream: str) -> Cursor:
@@ -80,9 +92,7 @@ class EdgeStore:
         """Upsert ``txns`` and move the cursor, atomically. Returns (changed txns, duplicates skipped)."""
         changed: list[Txn] = []
         dups = 0
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction() as db:
             for t in txns:
                 cur = db.execute("SELECT version FROM txn_current WHERE store = ? AND txn_id = ?", (t.store, t.txn_id)).fetchone()
                 if cur and cur[0] == t.source_version:
@@ -102,19 +112,13 @@ class EdgeStore:
                 changed.append(t)
             self._quarantine(quarantined, now)
             self._move_cursor(stream, next_cursor)
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
         return changed, dups
 
     def apply_stock(self, stream: str, facts: Iterable[StockFact], quarantined: Iterable[Quarantined], next_cursor: Cursor,
                     *, now: float) -> set[str]:
         """Record counts (newest wins) and movements (idempotent by fact id), atomically. Returns touched SKUs."""
         touched: set[str] = set()
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction() as db:
             for f in facts:
                 if f.kind == "count":
                     n = db.execute(
@@ -129,10 +133,6 @@ class EdgeStore:
                     touched.add(f.sku)
             self._quarantine(quarantined, now)
             self._move_cursor(stream, next_cursor)
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
         return touched
 
     def _quarantine(self, rows: Iterable[Quarantined], now: float) -> None:
@@ -146,15 +146,9 @@ class EdgeStore:
     # --- reference data --------------------------------------------------------------------------------
 
     def replace_catalogue(self, items: list[CatalogItem]) -> None:
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction() as db:
             db.execute("DELETE FROM catalogue")
             db.executemany("INSERT OR REPLACE INTO catalogue VALUES (?,?,?,?)", [(i.sku, i.name, i.category, i.price) for i in items])
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
 
     def known_skus(self) -> set[str]:
         return {r[0] for r in self._db.execute("SELECT sku FROM catalogue")}

@@ -17,16 +17,15 @@ from __future__ import annotations
 import logging
 import re
 import sqlite3
-from datetime import datetime, timedelta
+from datetime import datetime
 from importlib import resources
 from typing import Any, Iterable, Sequence
 
+from endcap.core import timeutil
 from endcap.sim.errors import SimError
 
 log = logging.getLogger(__name__)
 
-TS_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
-EPOCH = datetime(1970, 1, 1)
 BUSY_TIMEOUT_MS = 10_000
 TABLES = ("ospos_sales_items", "ospos_sales", "ospos_inventory", "ospos_item_quantities", "ospos_items")
 
@@ -42,23 +41,17 @@ def one_line(e: BaseException) -> str:
     return " ".join(str(e).split()) or type(e).__name__
 
 
-def us_to_text(us: int) -> str:
-    return (EPOCH + timedelta(microseconds=us)).strftime(TS_FORMAT)
+# Conversions shared with the edge (one definition of the POS schema's time encoding).
+us_to_text = timeutil.text_from_us
+us_to_datetime = timeutil.datetime_from_us
+datetime_to_us = timeutil.us_from_datetime
 
 
 def text_to_us(text: str) -> int:
-    """Parse a SQLite source time; ``fromisoformat`` is the C fast path (strptime is ~10x slower)."""
+    """Parse a SQLite source time, insisting on the schema's exact form (text order = time order)."""
     if len(text) != 26 or text[10] != " ":
         raise ValueError(f"source time {text!r}: not 'YYYY-MM-DD HH:MM:SS.ffffff'")
-    return datetime_to_us(datetime.fromisoformat(text))
-
-
-def us_to_datetime(us: int) -> datetime:
-    return EPOCH + timedelta(microseconds=us)
-
-
-def datetime_to_us(dt: datetime) -> int:
-    return (dt.replace(tzinfo=None) - EPOCH) // timedelta(microseconds=1)
+    return timeutil.us_from_text(text)
 
 
 class Source:

@@ -13,10 +13,10 @@ prices are floats (PostgreSQL's NUMERIC comes back as Decimal); nothing here wri
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import date, datetime, timedelta
 
 from endcap.pos.adapters.api import DayTotals
-from endcap.sim.sourcedb import Source, datetime_to_us
+from endcap.core import timeutil
+from endcap.sim.sourcedb import Source
 
 STATUS_NAMES = {0: "completed", 1: "suspended", 2: "cancelled"}
 
@@ -52,9 +52,7 @@ def source_day_totals(source: Source, day: str) -> DayTotals:
         ValueError: ``day`` is not an ISO date.
         SimError: a database error.
     """
-    start = date.fromisoformat(day)
-    lo = datetime_to_us(datetime.combine(start, datetime.min.time()))
-    hi = datetime_to_us(datetime.combine(start + timedelta(days=1), datetime.min.time()))
+    lo, hi = timeutil.day_bounds_us(day)
     row = source.query(
         "SELECT COUNT(DISTINCT s.sale_id), COUNT(i.line), COALESCE(SUM(i.quantity_purchased), 0),"
         " COALESCE(SUM(i.quantity_purchased * i.item_unit_price), 0)"
@@ -62,7 +60,7 @@ def source_day_totals(source: Source, day: str) -> DayTotals:
         " WHERE s.sale_status = 0 AND s.sale_time >= ? AND s.sale_time < ?",
         (source.to_db(lo), source.to_db(hi)),
     )[0]
-    return DayTotals(day=start.isoformat(), txns=int(row[0]), lines=int(row[1]),
+    return DayTotals(day=day, txns=int(row[0]), lines=int(row[1]),
                      qty=round(float(row[2]), 3), value=round(float(row[3]), 2))
 
 
