@@ -134,6 +134,10 @@ def test_reconcile_matches_and_closed_days():
     assert not reconcile.matches(a, DayTotals("2017-01-01", 3, 6, 9.0, 12.34))
     assert not reconcile.matches(a, DayTotals("2017-01-01", 3, 7, 9.0, 12.36))
     day_end = 1483315200_000000  # 2017-01-02T00:00Z
-    assert reconcile.closed_days(["2017-01-01"], {}, day_end + 10, 10) == ["2017-01-01"]
-    assert reconcile.closed_days(["2017-01-01"], {}, day_end + 9, 10) == []
-    assert reconcile.closed_days(["2017-01-01"], {"2017-01-01": False}, day_end + 99, 10) == []
+    day = ["2017-01-01"]
+    assert reconcile.closed_days(day, {}, day_end + 10, 10, now=0) == day
+    assert reconcile.closed_days(day, {}, day_end + 9, 10, now=0) == []
+    assert reconcile.closed_days(day, {"2017-01-01": (True, 0.0)}, day_end + 99, 10, now=1e9) == []
+    # a day that differed is checked again, but only once per recheck period
+    assert reconcile.closed_days(day, {"2017-01-01": (False, 100.0)}, day_end + 99, 10, now=200, recheck_s=1000) == []
+    assert reconcile.closed_days(day, {"2017-01-01": (False, 100.0)}, day_end + 99, 10, now=1101, recheck_s=1000) == day

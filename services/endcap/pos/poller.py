@@ -186,7 +186,7 @@ class PosPoller:
     def _reconcile_closed_days(self, now: float) -> None:
         done = self.store.reconciled_days()
         closed = reconcile.closed_days(self.store.business_days(), done, self.source_now_us,
-                                       self._lookback_us + int(self.cfg.reconcile_grace_s * 1e6))
+                                       self._lookback_us + int(self.cfg.reconcile_grace_s * 1e6), now)
         for day in closed:
             self.reconcile_day(day, now)
 

@@ -12,15 +12,18 @@ def matches(source: DayTotals, edge: DayTotals) -> bool:
             and abs(source.value - edge.value) < MONEY_TOLERANCE)
 
 
-def closed_days(days_seen: list[str], done: dict[str, bool], source_now_us: int, settle_us: int) -> list[str]:
-    """Days whose end is ``settle_us`` behind the source clock and that were not checked yet.
+RECHECK_S = 86_400.0  # a day that still differs is checked again once a day (wall clock)
 
-    A day that failed its check stays recorded as a mismatch (health counts it) and is not re-read on
-    every cycle; ``endcap pos reconcile --day`` checks it again on demand.
-    """
+
+def closed_days(days_seen: list[str], checked: dict[str, tuple[bool, float]], source_now_us: int, settle_us: int,
+                now: float, recheck_s: float = RECHECK_S) -> list[str]:
+    """Days to reconcile now: closed (their end is ``settle_us`` behind the source clock) and either never
+    checked, or found different more than ``recheck_s`` ago (so a fixed source heals without a re-read
+    on every cycle)."""
     out = []
     for day in days_seen:
-        if day in done:
+        prior = checked.get(day)
+        if prior is not None and (prior[0] or now - prior[1] < recheck_s):
             continue
         _, end_us = timeutil.day_bounds_us(day)
         if source_now_us >= end_us + settle_us:

@@ -216,8 +216,9 @@ class EdgeStore:
         self._db.execute("INSERT OR REPLACE INTO reconciliation VALUES (?,?,?,?,?)",
                          (day, now, int(ok), msgspec.json.encode(source).decode(), msgspec.json.encode(edge).decode()))
 
-    def reconciled_days(self) -> dict[str, bool]:
-        return {d: bool(ok) for d, ok in self._db.execute("SELECT day, ok FROM reconciliation")}
+    def reconciled_days(self) -> dict[str, tuple[bool, float]]:
+        """day → (totals matched, when checked)."""
+        return {d: (bool(ok), at) for d, ok, at in self._db.execute("SELECT day, ok, checked_at FROM reconciliation")}
 
     def counts(self) -> dict[str, float]:
         q = self._db.execute
