@@ -78,6 +78,49 @@ class StockChanged(msgspec.Struct, frozen=True):
     levels: list[StockLevel]
 
 
+# --- vision → offers: what shoppers do in front of shelf zones ----------------------------------
+
+class ZoneEvent(msgspec.Struct, frozen=True):
+    """Published on ``vision.zone``. One track in one zone of one camera.
+
+    ``kind``: ``enter``; ``dwell`` (periodic while present, ``dwell_s`` so far); ``exit`` (``dwell_s`` total).
+    ``focus`` in [0, 1]: how much of the dwell the person stood still facing the shelf.
+    ``confidence`` in [0, 1]: that this is a real shopper really dwelling (the gate for offers).
+    No image data ever travels: frames never leave the vision process.
+    """
+
+    camera: str
+    zone: str
+    track_id: int
+    kind: str  # enter | dwell | exit
+    dwell_s: float
+    focus: float
+    confidence: float
+    ts: float
+    shopper_id: Optional[str] = None  # a loyalty id, only when the shopper identified themselves
+
+
+# --- offers → signage ---------------------------------------------------------------------------
+
+class Offer(msgspec.Struct, frozen=True):
+    """Published on ``offers.offer``: show this on the screens of ``zone`` until ``issued_at + ttl_s``.
+
+    Text fields are plain text (signage escapes them); ``image`` is a creative name, never a URL.
+    """
+
+    offer_id: str
+    zone: str
+    sku: str
+    title: str
+    ttl_s: float
+    issued_at: float
+    relevance: float  # calibrated probability that the shopper buys ``sku`` on this trip
+    body: str = ""
+    price: Optional[float] = None
+    discount_pct: Optional[float] = None
+    image: Optional[str] = None
+
+
 # --- pos: req/rep -----------------------------------------------------------------------------
 
 class StockQuery(msgspec.Struct, frozen=True):
@@ -120,6 +163,8 @@ class Reply(msgspec.Struct, frozen=True):
 TOPICS: dict[str, type] = {
     "pos.basket": Basket,
     "pos.stock": StockChanged,
+    "vision.zone": ZoneEvent,
+    "offers.offer": Offer,
 }
 
 
