@@ -55,6 +55,10 @@ def test_serves_stock_and_baskets_and_fails_closed_on_unknown_sku(gateway, store
         shopper = next(str(b.customer_id) for b in sim.data.baskets if b.customer_id is not None)
         baskets = rpc.call("baskets", m.BasketQuery(shopper, 5), m.BasketsReply).baskets
         assert baskets and all(b.shopper_id == shopper and b.status == "completed" for b in baskets)
+        item = sim.data.items[0]
+        got = rpc.call("catalogue", m.CatalogQuery([item.category]), m.CatalogReply).items
+        assert got and all(i.category == item.category for i in got) and str(item.item_id) in {i.sku for i in got}
+        assert len(rpc.call("catalogue", m.CatalogQuery([], limit=3), m.CatalogReply).items) == 3
 
 
 def test_hostile_rows_are_quarantined_with_reasons_and_counted(gateway, store_db):

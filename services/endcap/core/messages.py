@@ -140,6 +140,24 @@ class BasketsReply(msgspec.Struct, frozen=True):
     baskets: list[Basket]
 
 
+class CatalogQuery(msgspec.Struct, frozen=True):
+    """Items of these categories (all items when empty), at most ``limit``."""
+
+    categories: list[str] = []
+    limit: int = 10_000
+
+
+class CatalogEntry(msgspec.Struct, frozen=True):
+    sku: str
+    name: str
+    category: str
+    price: float
+
+
+class CatalogReply(msgspec.Struct, frozen=True):
+    items: list[CatalogEntry]
+
+
 class Empty(msgspec.Struct, frozen=True):
     pass
 

@@ -3,7 +3,7 @@
 Threads: the main thread polls and publishes; one RPC thread answers queries from its own read-only
 store connection (SQLite WAL lets it read while the poller writes).
 Publishes ``pos.basket`` (completed/cancelled transactions), ``pos.stock`` (levels of SKUs that moved)
-and ``pos.health``. Answers ``stock`` and ``baskets`` over req/rep.
+and ``pos.health``. Answers ``stock``, ``baskets`` and ``catalogue`` over req/rep.
 """
 from __future__ import annotations
 
@@ -62,6 +62,7 @@ def _serve_rpc(ctx: ServiceContext, cfg: PosConfig, db_path, ready: threading.Ev
     handlers = {
         "stock": (m.StockQuery, lambda q: m.StockReply(reader.levels(q.skus[:1000], time.time()))),
         "baskets": (m.BasketQuery, lambda q: m.BasketsReply(store.baskets_of(q.shopper_id, max(1, min(q.limit, 200))))),
+        "catalogue": (m.CatalogQuery, lambda q: m.CatalogReply(store.catalogue(q.categories[:200], max(1, min(q.limit, 50_000))))),
     }
     server = RpcServer(ctx.paths.rpc_address("pos"), "pos", handlers)
     ready.set()

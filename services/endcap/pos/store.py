@@ -150,6 +150,15 @@ class EdgeStore:
             db.execute("DELETE FROM catalogue")
             db.executemany("INSERT OR REPLACE INTO catalogue VALUES (?,?,?,?)", [(i.sku, i.name, i.category, i.price) for i in items])
 
+    def catalogue(self, categories: list[str], limit: int) -> list[m.CatalogEntry]:
+        if categories:
+            marks = ",".join("?" for _ in categories)
+            rows = self._db.execute(f"SELECT sku, name, category, price FROM catalogue WHERE category IN ({marks}) "
+                                    "ORDER BY sku LIMIT ?", (*categories, limit))
+        else:
+            rows = self._db.execute("SELECT sku, name, category, price FROM catalogue ORDER BY sku LIMIT ?", (limit,))
+        return [m.CatalogEntry(*r) for r in rows]
+
     def known_skus(self) -> set[str]:
         return {r[0] for r in self._db.execute("SELECT sku FROM catalogue")}
 
