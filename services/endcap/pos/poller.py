@@ -53,7 +53,6 @@ class PosPoller:
         self._catalogue_at = float("-inf")
         self.source_now_us = 0  # newest change time seen: the source's clock as far as we know it
         self._changed_behind = False
-        self.last_stock_ok: float | None = None
 
     @property
     def backing_off(self) -> bool:
@@ -160,9 +159,6 @@ class PosPoller:
             if not page.more:
                 finished = True
                 break
-        if stream != "sales":
-            self.last_stock_ok = now
-            self.store.set_meta("last_stock_ok", repr(now))
         return rows, cursor, finished
 
     def _screen(self, txns: list[Txn], now: float) -> tuple[list[Txn], list[Quarantined]]:

@@ -116,7 +116,8 @@ class EdgeStore:
 
     def apply_stock(self, stream: str, facts: Iterable[StockFact], quarantined: Iterable[Quarantined], next_cursor: Cursor,
                     *, now: float) -> set[str]:
-        """Record counts (newest wins) and movements (idempotent by fact id), atomically. Returns touched SKUs."""
+        """Record counts (newest wins) and movements (idempotent by fact id), atomically, and note that the
+        stock feed answered at ``now`` (the stock TTL counts from there). Returns touched SKUs."""
         touched: set[str] = set()
         with self._transaction() as db:
             for f in facts:
@@ -131,6 +132,7 @@ class EdgeStore:
                     n = db.execute("INSERT OR IGNORE INTO stock_moves VALUES (?,?,?,?)", (f.fact_id, f.sku, f.qty, f.ts_us)).rowcount
                 if n:
                     touched.add(f.sku)
+            self.set_meta("last_stock_ok", repr(now))
             self._quarantine(quarantined, now)
             self._move_cursor(stream, next_cursor)
         return touched

@@ -10,8 +10,9 @@ at a *complete* time group: orders dated at the newest time seen are held back (
 unless the query ended; when a whole page is one group, the server cursor is followed within the
 poll until the group is complete. Inventory changes are filtered by ``created_at`` but sorted by
 ``occurred_at``: the cursor moves to the newest ``created_at`` only when the query ended, otherwise
-to just before the last ``occurred_at`` seen (what is still unread happened no earlier, and was
-recorded no earlier than it happened); facts are idempotent, so re-reading them is harmless.
+to the start of the last ``occurred_at`` seen (what is still unread happened no earlier, and was
+recorded no earlier than it happened; a POS clock ahead by more than the lookback breaks this);
+facts are idempotent, so re-reading them is harmless.
 
 Errors are translated here, never retried here (the poller owns backoff): 429/503/5xx and network
 failures → ``UpstreamRetryable`` (``retry_after`` from the header); 401/403 → ``UpstreamFatal(auth)``;
@@ -24,6 +25,7 @@ import logging
 import os
 import threading
 import time
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Optional
 
 import requests
@@ -168,10 +170,10 @@ class RestAdapter:
         bad: list[Quarantined] = []
         newest: Optional[int] = None
         server_cursor: Optional[str] = None
+        prev = None
         while True:
             orders, server_cursor = self._pages("POST", "/v2/orders/search", "search orders", "orders",
                                                 body=body, cursor=server_cursor)
-            prev = None
             for o in orders:
                 if not isinstance(o, dict):
                     raise UpstreamFatal(f"{self.name}: search orders: an order is not an object", code="schema_drift")
@@ -183,8 +185,7 @@ class RestAdapter:
                 if prev is not None and ts < prev:  # the cut below relies on the sort; refuse to guess
                     raise UpstreamFatal(f"{self.name}: search orders: orders are not sorted by updated_at",
                                         code="schema_drift")
-                prev = ts
-                newest = ts if newest is None else max(newest, ts)
+                prev = newest = ts
                 if square.is_after(ts, oid, cursor):
                     fresh.append((ts, oid, o))
             if server_cursor is None or any(ts < newest for ts, _, _ in fresh):
@@ -264,7 +265,7 @@ class RestAdapter:
         start, end = timeutil.day_bounds_us(day)
         body = self._orders_query("CREATED_AT", start, end - 1, ["COMPLETED"], self._page_limit)
         txns = lines = 0
-        qty = value = 0.0
+        qty = value = Decimal(0)  # exact, as the source's own NUMERIC sums are; rounded once at the end
         server_cursor: Optional[str] = None
         while True:
             orders, server_cursor = self._pages("POST", "/v2/orders/search", "control totals", "orders",
@@ -283,11 +284,11 @@ class RestAdapter:
                     continue  # an API that reads end_at as inclusive, or ignores the filter
                 txns += 1
                 lines += len(t.lines)
-                qty += sum(ln.qty for ln in t.lines)
-                value += sum(ln.qty * ln.price for ln in t.lines)
+                qty += sum(Decimal(repr(ln.qty)) for ln in t.lines)
+                value += sum(Decimal(repr(ln.qty)) * Decimal(repr(ln.price)) for ln in t.lines)
             if server_cursor is None:
                 break
-        return DayTotals(day, txns, lines, qty, round(value, 2))
+        return DayTotals(day, txns, lines, float(qty), round(float(value), 2))
 
     # --- change signal ---------------------------------------------------------------------------------
 
