@@ -22,7 +22,10 @@ def advance(current: Cursor, candidate: Cursor) -> Cursor:
 
 
 def _pk_key(pk: str) -> tuple[int, int | str]:
-    # numeric keys compare as numbers ("10" > "9"); others as text
+    # "" means "the start of that microsecond" and sorts first; numeric keys compare as numbers
+    # ("10" > "9"); others as text
+    if not pk:
+        return (-1, 0)
     return (0, int(pk)) if pk.lstrip("-").isdigit() else (1, pk)
 
 

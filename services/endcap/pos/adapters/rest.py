@@ -170,7 +170,6 @@ class RestAdapter:
         bad: list[Quarantined] = []
         newest: Optional[int] = None
         server_cursor: Optional[str] = None
-        prev = None
         while True:
             orders, server_cursor = self._pages("POST", "/v2/orders/search", "search orders", "orders",
                                                 body=body, cursor=server_cursor)
@@ -182,10 +181,10 @@ class RestAdapter:
                 except square.RowError as e:
                     bad.append(square.quarantine("sales", o.get("id") or "?", str(e), o))
                     continue
-                if prev is not None and ts < prev:  # the cut below relies on the sort; refuse to guess
+                if newest is not None and ts < newest:  # the cut below relies on the sort; refuse to guess
                     raise UpstreamFatal(f"{self.name}: search orders: orders are not sorted by updated_at",
                                         code="schema_drift")
-                prev = newest = ts
+                newest = ts
                 if square.is_after(ts, oid, cursor):
                     fresh.append((ts, oid, o))
             if server_cursor is None or any(ts < newest for ts, _, _ in fresh):
