@@ -83,7 +83,8 @@ def test_reports_ready_then_ctrl_c_stops_cleanly_with_exit_0(tmp_path):
             assert notify.recv(4096).decode().startswith("READY=1")
             first = proc.stdout.readline()
             assert first.startswith("sim: store 367"), first
-            time.sleep(1.0)
+            progress = proc.stdout.readline()  # the replay is under way (progress is printed every second)
+            assert progress.startswith("sim: "), progress
             proc.send_signal(signal.SIGINT)
             out, err = proc.communicate(timeout=10)
         finally:

@@ -188,7 +188,10 @@ def test_paced_replay_stops_at_once_resumes_and_restocks_from_another_thread(dat
     stop = threading.Event()
     worker = threading.Thread(target=sim.run, args=(stop,))
     worker.start()
-    time.sleep(0.5)
+    deadline, pause = time.monotonic() + 30, threading.Event()
+    while sim.progress().baskets < 3:  # the paced replay is under way
+        assert time.monotonic() < deadline
+        pause.wait(0.01)
     item = data.baskets[0].lines[0].item_id
     t_commit = sim.restock(item, 7)
     assert t_commit <= time.perf_counter()
