@@ -1,6 +1,6 @@
 # The two commands of the README: `make run` (the whole gateway on this host) and `make test`.
 # Each installs what it needs first (scripts/bootstrap.sh is idempotent and cached).
-.PHONY: setup run test test-fast bench check clean
+.PHONY: setup run test test-fast lint bench clean
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -12,8 +12,11 @@ setup:
 run: setup
 	$(VENV)/bin/endcap run
 
-test: setup
+test: setup lint
 	$(PY) -m pytest -n $(PYTEST_WORKERS) tests
+
+lint: setup
+	$(VENV)/bin/ruff check $(wildcard services ota provisioning models) tests bench
 
 test-fast: setup
 	$(PY) -m pytest -n $(PYTEST_WORKERS) tests/unit
