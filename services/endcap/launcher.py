@@ -27,11 +27,11 @@ class NotifyListener:
         self._sock.bind(self.path)
         self.messages: list[str] = []
 
-    def wait_for(self, needle: str, timeout_s: float, alive=lambda: True) -> bool:
-        """Wait until a received datagram contains ``needle``. False on timeout or if ``alive()`` turns False."""
+    def wait_for(self, needle: str, timeout_s: float, alive=lambda: True, count: int = 1) -> bool:
+        """Wait until ``count`` received datagrams contain ``needle``. False on timeout or if ``alive()`` turns False."""
         deadline = time.monotonic() + timeout_s
         while True:
-            if any(needle in msg for msg in self.messages):
+            if sum(needle in msg for msg in self.messages) >= count:
                 return True
             left = deadline - time.monotonic()
             if left <= 0 or not alive():

@@ -156,3 +156,19 @@ def test_bad_config_exits_1_naming_the_key(gateway, config, expected):
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 1
     assert expected in res.stderr
+
+
+def test_service_pings_the_systemd_watchdog_and_stops_on_sigterm(gateway, store_db):
+    import os
+
+    from endcap.launcher import ServiceProcess
+
+    url, _ = store_db
+    gateway.write_config(_config(url))
+    env = dict(os.environ, WATCHDOG_USEC="200000")  # systemd's WatchdogSec=0.2s: pings every 0.1 s
+    proc = ServiceProcess.endcap("pos", "service", "pos", "--root", str(gateway.root), env=env,
+                                 log_path=gateway.logs / "pos.log").start()
+    gateway.procs["pos-watchdog"] = proc
+    proc.wait_ready(30)
+    assert proc.notify.wait_for("WATCHDOG=1", 5, proc.alive, count=5)  # keeps pinging while it works
+    assert proc.stop() == 0  # SIGTERM: clean exit 0, STOPPING=1 sent

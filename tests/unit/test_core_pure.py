@@ -63,3 +63,25 @@ def test_notifier_sends_ready_and_parses_watchdog():
     s.close()
     assert not Notifier({}).enabled
     assert Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "10", "WATCHDOG_PID": "1"}).watchdog_interval_s is None
+
+
+def test_atomic_write_replaces_whole_file_and_leaves_no_temp(tmp_path):
+    from endcap.core.atomic import atomic_write
+
+    target = tmp_path / "sub" / "f.toml"
+    atomic_write(target, b"one")
+    atomic_write(target, b"two", mode=0o600)
+    assert target.read_bytes() == b"two"
+    assert (target.stat().st_mode & 0o777) == 0o600
+    assert [p.name for p in target.parent.iterdir()] == ["f.toml"]
+
+
+def test_atomic_write_failure_keeps_the_old_file(tmp_path):
+    from endcap.core.atomic import atomic_write
+
+    target = tmp_path / "f"
+    atomic_write(target, b"old")
+    with pytest.raises(TypeError):
+        atomic_write(target, "not bytes")  # fails while writing the temp file
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["f"]
