@@ -2,4 +2,9 @@
 
 # Registered as plugins (not star-imported) so each fixture module keeps its own namespace and
 # its fixtures are visible to every test directory below tests/.
-pytest_plugins = ["tests.fixtures.postgres", "tests.fixtures.gateway"]
+pytest_plugins = [
+    "tests.fixtures.postgres",
+    "tests.fixtures.gateway",
+    "tests.fixtures.browser",
+    "tests.fixtures.signage",
+]

@@ -80,6 +80,10 @@ def _banner(paths: Paths, logs: Path, children: list[ServiceProcess]) -> None:
     for p in children:
         print(f"  {p.name:<9} pid {p.pid}")
     print(f"  bus       endcap bus watch --root {paths.root}")
+    url_file = paths.run_dir / "signage.url"
+    if url_file.exists():
+        base = url_file.read_text().strip()
+        print(f"  screen    {base}/display/endcap-dev   (open it in a browser: offers appear there)")
     sys.stdout.flush()
 
 
