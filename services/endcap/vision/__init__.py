@@ -1,0 +1,1 @@
+"""Vision: camera frames to shopper presence, dwell and focus events (``vision.zone``)."""

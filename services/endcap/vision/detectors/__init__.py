@@ -1,0 +1,1 @@
+"""Detector plugins, selected by ``[vision.detector] type`` (see ``api.py``)."""
