@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests start for real (DESIGN.md §6) and the tools the build needs.
-DEB_PACKAGES=(postgresql sqlite3 python3-venv chromium systemd)
+DEB_PACKAGES=(postgresql sqlite3 python3-venv chromium systemd swtpm swtpm-tools libtss2-dev pkg-config)
 
 stamp_dir=.stamps
 stamp="$stamp_dir/bootstrap-$(cat scripts/bootstrap.sh pyproject.toml | sha256sum | cut -c1-16)"

@@ -7,4 +7,6 @@ pytest_plugins = [
     "tests.fixtures.gateway",
     "tests.fixtures.browser",
     "tests.fixtures.signage",
+    "tests.fixtures.swtpm",
+    "tests.fixtures.trust",
 ]

@@ -6,7 +6,10 @@ flows on the bus until Ctrl-C or ``--duration``, and stops everything in reverse
 """
 from __future__ import annotations
 
+import os
+import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -28,7 +31,9 @@ def dev_config(paths: Paths) -> str:
 
     template = resources.files("endcap").joinpath("defaults/dev.toml").read_text(encoding="utf-8")
     print("preparing the simulated store camera (built once, then cached) ...", flush=True)
-    return template.replace("{state}", str(paths.state_dir)).replace("{clip}", str(build().video))
+    tcti = f"swtpm:path={paths.state_dir / 'swtpm' / 's'}"  # where sim.devtrust's swtpm listens
+    return (template.replace("{state}", str(paths.state_dir)).replace("{clip}", str(build().video))
+            .replace("{tcti}", tcti))
 
 
 def run_gateway(root: str | None, speed: float, duration_s: float | None, faults: str) -> int:
@@ -54,7 +59,11 @@ def run_gateway(root: str | None, speed: float, duration_s: float | None, faults
         signal.signal(sig, lambda *_: stop.set())
 
     children: list[ServiceProcess] = []
+    trust = screen = None
     try:
+        from .sim import devtrust
+
+        trust = devtrust.prepare(paths)
         sim = ServiceProcess.endcap("sim", "sim", "--source", f"sqlite://{sim_db}", "--speed", str(speed),
                                     "--faults", faults, "--reset", log_path=logs / "sim.log").start()
         children.append(sim)
@@ -63,6 +72,7 @@ def run_gateway(root: str | None, speed: float, duration_s: float | None, faults
             proc = ServiceProcess.endcap(name, "service", name, "--root", str(paths.root), log_path=logs / f"{name}.log").start()
             children.append(proc)
             proc.wait_ready(60)
+        screen = _start_screen(paths, logs)
         _banner(paths, logs, children)
         _show_bus(paths, stop, duration_s)
     except RuntimeError as e:
@@ -72,7 +82,37 @@ def run_gateway(root: str | None, speed: float, duration_s: float | None, faults
         for proc in reversed(children):
             code = proc.stop()
             print(f"stopped {proc.name} (exit {code})")
+        if screen is not None:
+            screen.terminate()
+            print(f"stopped screen (exit {screen.wait(10)})")
+        if trust is not None:
+            trust.stop()
+            print("stopped swtpm")
     return 0
+
+
+SCREEN_FLAGS = ["--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--disable-quic", "--disable-gpu", "--noerrdialogs", "--autoplay-policy=no-user-gesture-required"]
+
+
+def _start_screen(paths: Paths, logs: Path) -> subprocess.Popen | None:
+    """The shelf-edge screen: Chromium showing the display page, as the kiosk unit does on a gateway.
+
+    With a desktop (DISPLAY or WAYLAND_DISPLAY) it opens an app window you can watch; without one it
+    runs headless, so the page still plays, acknowledges and keeps signage healthy. None when the
+    signage URL or Chromium is missing (the banner then just prints the URL).
+    """
+    url_file, exe = paths.run_dir / "signage.url", shutil.which("chromium") or shutil.which("chromium-browser")
+    if not url_file.exists() or exe is None:
+        return None
+    url = f"{url_file.read_text().strip()}/display/endcap-dev"
+    desktop = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    argv = [exe, *SCREEN_FLAGS, f"--user-data-dir={paths.root / 'screen-profile'}"]
+    argv += [f"--app={url}"] if desktop else ["--headless=new", url]
+    if os.geteuid() == 0:
+        argv.insert(1, "--no-sandbox")  # Chromium refuses to run as root with its sandbox
+    with open(logs / "screen.log", "ab") as log:
+        return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def _banner(paths: Paths, logs: Path, children: list[ServiceProcess]) -> None:
@@ -87,7 +127,7 @@ def _banner(paths: Paths, logs: Path, children: list[ServiceProcess]) -> None:
     url_file = paths.run_dir / "signage.url"
     if url_file.exists():
         base = url_file.read_text().strip()
-        print(f"  screen    {base}/display/endcap-dev   (open it in a browser: offers appear there)")
+        print(f"  screen    {base}/display/endcap-dev   (Chromium shows it; open it in your browser too)")
     sys.stdout.flush()
 
 

@@ -40,6 +40,7 @@ SERVICES: dict[str, ServiceSpec] = {
     "pos": ServiceSpec("pos", "endcap.pos.config:PosConfig", "endcap.pos.service:main"),
     "vision": ServiceSpec("vision", "endcap.vision.config:VisionConfig", "endcap.vision.service:main"),
     "signage": ServiceSpec("signage", "endcap.signage.config:SignageConfig", "endcap.signage.service:main"),
+    "trust": ServiceSpec("trust", "endcap.trust.config:TrustConfig", "endcap.trust.service:main"),
 }
 
 

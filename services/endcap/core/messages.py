@@ -121,6 +121,63 @@ class Offer(msgspec.Struct, frozen=True):
     image: Optional[str] = None
 
 
+# --- trust: model packages, their activation and attestation ------------------------------------
+
+class Installed(msgspec.Struct, frozen=True, kw_only=True):
+    """A verified, activated model package. Published on ``trust.model`` when the active model changes."""
+
+    name: str
+    kind: str
+    version: str
+    security_epoch: int
+    digest: str  # hex SHA-256 of manifest.json
+    path: str  # the version directory the services load from
+
+
+class MeasuredEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """One entry of the measurement event log: a manifest digest extended into ``pcr``."""
+
+    pcr: int
+    digest: str  # hex SHA-256 of manifest.json: what was extended
+    name: str
+    version: str
+    security_epoch: int
+
+
+class Evidence(msgspec.Struct, frozen=True, kw_only=True):
+    """What a device hands a verifier: the quote, its signature and the event log."""
+
+    attest: bytes
+    signature_r: bytes
+    signature_s: bytes
+    pcr: int
+    nonce: bytes
+    events: list[MeasuredEvent]
+
+
+class TrustStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """Reply of ``active``: the verified active model (None: none), the floor, and the TPM's state."""
+
+    model: Optional[Installed]
+    floor_epoch: Optional[int]  # None when the TPM could not be read
+    tpm: str  # "ok" or the error code (tpm_unavailable, tpm_lockout, anchor, counter, …)
+    attested: bool  # a fresh quote by this device's AK verified against its event log, naming ``model``
+    reason: str = ""
+
+
+class InstallRequest(msgspec.Struct, frozen=True):
+    path: str  # absolute path of a package directory the updater or maintenance page unpacked
+
+
+class AttestRequest(msgspec.Struct, frozen=True):
+    nonce: bytes  # the verifier's fresh nonce, at most 32 bytes
+
+
+class AttestReply(msgspec.Struct, frozen=True, kw_only=True):
+    evidence: Evidence
+    ak_public_pem: str  # as the TPM reports it; the NOC verifies with the key recorded at enrolment
+
+
 # --- pos: req/rep -----------------------------------------------------------------------------
 
 class StockQuery(msgspec.Struct, frozen=True):
@@ -183,6 +240,7 @@ TOPICS: dict[str, type] = {
     "pos.stock": StockChanged,
     "vision.zone": ZoneEvent,
     "offers.offer": Offer,
+    "trust.model": Installed,
 }
 
 

@@ -1,0 +1,1 @@
+"""endcap_models: train, evaluate, calibrate and package the offers basket model (NOC side)."""
