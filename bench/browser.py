@@ -69,6 +69,3 @@ def clock_offset_ms(page: Any, samples: int = 15) -> tuple[float, float]:
     return best
 
 
-def percentile(values: list[float], q: float) -> float:
-    vals = sorted(values)
-    return vals[min(len(vals) - 1, int(round(q * (len(vals) - 1))))]

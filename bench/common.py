@@ -34,6 +34,14 @@ def median(values: Iterable[float]) -> float:
     return float(statistics.median(vals))
 
 
+def percentile(values: Iterable[float], q: float) -> float:
+    """The ``q`` quantile (0..1) by nearest rank: a value that was actually measured."""
+    vals = sorted(values)
+    if not vals:
+        raise ValueError("percentile of no values")
+    return float(vals[min(len(vals) - 1, int(round(q * (len(vals) - 1))))])
+
+
 def host_info() -> dict[str, Any]:
     """A short description of the machine, so results from different hosts are not compared blindly."""
     return {

@@ -17,7 +17,7 @@ import threading
 import time
 from pathlib import Path
 
-from bench.common import make_result, write_result
+from bench.common import make_result, percentile, write_result
 from endcap.core.bus import Subscriber
 from endcap.core.errors import BusTimeout
 from endcap.core.paths import Paths
@@ -29,11 +29,6 @@ from endcap.sim.sourcedb import open_source
 SAMPLES = 200
 RUNS = 3
 POLL_INTERVAL_S = 0.5
-
-
-def _percentile(values: list[float], q: float) -> float:
-    vals = sorted(values)
-    return vals[min(len(vals) - 1, int(round(q * (len(vals) - 1))))]
 
 
 def _measure(change_signal: bool, samples: int, seed: int) -> list[float]:
@@ -98,8 +93,8 @@ def run() -> dict:
         anchor = _measure(False, SAMPLES // 4, seed=100 + i)  # blind polling: slow, fewer samples suffice
         ours = _measure(True, SAMPLES, seed=200 + i)
         runs.append({
-            "value": _percentile(ours, 0.99) * 1000, "anchor": _percentile(anchor, 0.99) * 1000,
-            "p50_ms": _percentile(ours, 0.5) * 1000, "anchor_p50_ms": _percentile(anchor, 0.5) * 1000,
+            "value": percentile(ours, 0.99) * 1000, "anchor": percentile(anchor, 0.99) * 1000,
+            "p50_ms": percentile(ours, 0.5) * 1000, "anchor_p50_ms": percentile(anchor, 0.5) * 1000,
             "samples": len(ours), "anchor_samples": len(anchor),
         })
     result = make_result(name="pos_latency", metric="POS stock change -> pos.stock event, p99", unit="ms",

@@ -28,7 +28,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from bench.browser import STAMP_SCRIPT, clock_offset_ms, launch_chromium, percentile
+from bench.browser import STAMP_SCRIPT, clock_offset_ms, launch_chromium
+from bench.common import percentile
 from bench.common import make_result, write_result
 from endcap.core import messages as m
 from endcap.core.bus import Publisher
