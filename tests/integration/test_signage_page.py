@@ -10,7 +10,8 @@ import random
 import threading
 import time
 
-from bench.browser import STAMP_SCRIPT, percentile
+from bench.browser import STAMP_SCRIPT
+from bench.common import percentile
 from bench.signage_latency import drive, prime
 from endcap.signage import proof
 from tests.fixtures.browser import new_page, shoot
