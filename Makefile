@@ -1,6 +1,6 @@
 # The two commands of the README: `make run` (the whole gateway on this host) and `make test`.
 # Each installs what it needs first (scripts/bootstrap.sh is idempotent and cached).
-.PHONY: setup run test test-fast lint bench clean
+.PHONY: setup run test test-fast lint bench eval clean
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -23,6 +23,10 @@ test-fast: setup
 
 bench: setup
 	$(PY) -m bench
+
+# The offers model's full evaluation on Complete Journey (~3 min): baselines, blend, calibration gate.
+eval: setup
+	$(VENV)/bin/endcap-model report --tune --out-dir build/eval
 
 clean:
 	rm -rf $(VENV) .stamps build *.egg-info

@@ -52,6 +52,8 @@ fi
 # store clips with exact ground truth, built once and cached by content hash.
 .venv/bin/python -m endcap.sim.footage fetch
 .venv/bin/python -m endcap.sim.clips >/dev/null
+# The offers model `endcap run` uses: trained once from Complete Journey (~25 s), cached by content.
+.venv/bin/python -c 'import endcap_models.devmodel as d, endcap.devrun as r; print(d.ensure(r.MODEL_CACHE))' >/dev/null
 
 mkdir -p "$stamp_dir"
 rm -f "$stamp_dir"/bootstrap-*

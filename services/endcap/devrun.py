@@ -26,6 +26,25 @@ from .gateway import SERVICES
 from .launcher import ServiceProcess
 
 
+MODEL_CACHE = Path(__file__).resolve().parents[2] / ".cache" / "endcap" / "models"
+"""Where the dev offers model is cached: the checkout's .cache (ignored by git), next to the camera clips."""
+
+
+def install_dev_model(paths: Paths, trust) -> None:
+    """Train (once, cached), sign with the throwaway dev signer, and install through the trust service:
+    the same path a NOC-signed model takes on a store's gateway."""
+    from endcap_models import devmodel
+
+    from .core import messages as m
+    from .core.bus import RpcClient
+
+    package = devmodel.ensure(MODEL_CACHE)
+    signed = devmodel.signed_copy(package, paths.root / "dev-model", trust.key_path, trust.chain_path)
+    with RpcClient(paths.rpc_address("trust"), "run", timeout_ms=60_000) as rpc:
+        installed = rpc.call("install", m.InstallRequest(str(signed)), m.Installed)
+    print(f"model     {installed.name} {installed.version} (epoch {installed.security_epoch}) verified by the TPM and active")
+
+
 def dev_config(paths: Paths) -> str:
     from .sim.clips import build
 
@@ -72,6 +91,7 @@ def run_gateway(root: str | None, speed: float, duration_s: float | None, faults
             proc = ServiceProcess.endcap(name, "service", name, "--root", str(paths.root), log_path=logs / f"{name}.log").start()
             children.append(proc)
             proc.wait_ready(60)
+        install_dev_model(paths, trust)
         screen = _start_screen(paths, logs)
         _banner(paths, logs, children)
         _show_bus(paths, stop, duration_s)
@@ -138,6 +158,10 @@ def _describe(topic: str, body) -> str:
     if topic == "pos.stock":
         known = sum(1 for lv in body.levels if lv.qty is not None)
         return f"stock: {len(body.levels)} SKUs moved ({known} known)"
+    if topic == "offers.offer":
+        return f"OFFER on zone {body.zone}: {body.title} (sku {body.sku}, relevance {body.relevance:.2f}, {body.ttl_s:.0f} s)"
+    if topic == "trust.model":
+        return f"active model {body.name} {body.version} (epoch {body.security_epoch})"
     if topic == "vision.zone":
         return (f"{body.camera}/{body.zone}: shopper #{body.track_id} {body.kind} {body.dwell_s:.1f} s "
                 f"(focus {body.focus:.2f}, confidence {body.confidence:.2f})")
@@ -157,8 +181,8 @@ def _show_bus(paths: Paths, stop: threading.Event, duration_s: float | None) -> 
                 msg = sub.recv()
             except BusTimeout:
                 continue
-            if msg.topic.endswith(".health"):  # show health when it changes, not every heartbeat
-                state = (msg.body.ok, msg.body.status)
+            if msg.topic.endswith(".health") or msg.topic == "trust.model":  # changes, not every heartbeat
+                state = (msg.body.ok, msg.body.status) if msg.topic.endswith(".health") else (True, msg.body.digest)
                 if last_health.get(msg.topic) == state:
                     continue
                 last_health[msg.topic] = state

@@ -39,6 +39,7 @@ class ServiceSpec:
 SERVICES: dict[str, ServiceSpec] = {
     "pos": ServiceSpec("pos", "endcap.pos.config:PosConfig", "endcap.pos.service:main"),
     "vision": ServiceSpec("vision", "endcap.vision.config:VisionConfig", "endcap.vision.service:main"),
+    "offers": ServiceSpec("offers", "endcap.offers.config:OffersConfig", "endcap.offers.service:main"),
     "signage": ServiceSpec("signage", "endcap.signage.config:SignageConfig", "endcap.signage.service:main"),
     "trust": ServiceSpec("trust", "endcap.trust.config:TrustConfig", "endcap.trust.service:main"),
 }

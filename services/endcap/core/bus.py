@@ -22,6 +22,9 @@ from .errors import BusError, BusTimeout, EndcapError, RemoteError, SchemaError
 log = logging.getLogger(__name__)
 
 SEP = b"\0"
+# NNG keeps a small queue per subscriber and drops the oldest of a burst; a burst of zone events or a
+# pos back-fill is bigger than the default 16, so both ends queue more (still lossy, by design).
+QUEUE_MESSAGES = 1024
 MAX_IPC_PATH = 107  # sun_path is 108 bytes including the terminating NUL
 
 
@@ -80,7 +83,7 @@ class Publisher:
         _check_address(address)
         self.codec = Codec(source)
         try:
-            self._sock = pynng.Pub0(listen=address, send_timeout=send_timeout_ms)
+            self._sock = pynng.Pub0(listen=address, send_timeout=send_timeout_ms, send_buffer_size=QUEUE_MESSAGES)
         except pynng.NNGException as e:
             raise BusError(f"cannot listen on {address}: {e}") from e
 
@@ -110,7 +113,7 @@ class Subscriber:
         self.codec = Codec(source)
         self.rejected = 0
         self._timeout = recv_timeout_ms
-        self._sock = pynng.Sub0(recv_timeout=recv_timeout_ms)
+        self._sock = pynng.Sub0(recv_timeout=recv_timeout_ms, recv_buffer_size=QUEUE_MESSAGES)
         for t in topics:
             self._sock.subscribe(t.encode() + SEP)
         for a in addresses:
