@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from .core.paths import Paths
+
 
 class NotifyListener:
     """A unix datagram socket that collects sd_notify messages from children."""
@@ -124,3 +126,25 @@ class ServiceProcess:
             self._log.close()
             self._log = None
         return code
+
+
+def wait_health(paths: Paths, service: str, predicate, timeout_s: float = 30.0):
+    """Receive ``<service>.health`` until ``predicate(health)`` holds; return that message body.
+
+    Raises:
+        RuntimeError: the deadline passed; the message names the last health seen.
+    """
+    from .core.bus import Subscriber
+    from .core.errors import BusTimeout
+
+    last = None
+    deadline = time.monotonic() + timeout_s
+    with Subscriber([paths.pub_address(service)], [f"{service}.health"], "test", recv_timeout_ms=500) as sub:
+        while time.monotonic() < deadline:
+            try:
+                last = sub.recv().body
+            except BusTimeout:
+                continue
+            if predicate(last):
+                return last
+    raise RuntimeError(f"{service} health never matched within {timeout_s} s; last: {last}")

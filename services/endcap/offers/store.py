@@ -7,10 +7,10 @@ offer is published (the decision path never waits for the disk).
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 from typing import Optional
 
+from ..core.sqlite import open_db
 from .lift import BasketSeen, Exposure
 
 SCHEMA = """
@@ -28,14 +28,8 @@ CREATE TABLE IF NOT EXISTS baskets (
 class OffersStore:
     def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
         self.path = Path(path)
-        if readonly:
-            self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None, timeout=5)
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=5)
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute("PRAGMA synchronous = NORMAL")  # a lost last decision costs a KPI sample, not money
-            self._db.executescript(SCHEMA)
+        # synchronous=NORMAL: a lost last decision costs a KPI sample, not money
+        self._db = open_db(self.path, readonly=readonly, schema=SCHEMA, synchronous="NORMAL")
 
     def close(self) -> None:
         self._db.close()

@@ -10,14 +10,13 @@ Invariants:
 """
 from __future__ import annotations
 
-import sqlite3
-from contextlib import contextmanager
 
 from pathlib import Path
 from typing import Iterable
 
 from ..core import messages as m
 from ..core import timeutil
+from ..core.sqlite import open_db, transaction
 from .adapters.api import CatalogItem, Cursor, DayTotals, Quarantined, StockFact, Txn
 from .cursor import advance
 
@@ -55,29 +54,14 @@ class EdgeStore:
 
     def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
         self.path = Path(path)
-        if readonly:
-            self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None, timeout=5)
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=5)
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute("PRAGMA synchronous = FULL")  # the cursor must survive power loss
-            self._db.executescript(SCHEMA)
-        self._db.execute("PRAGMA busy_timeout = 5000")
+        # synchronous=FULL: the cursor must survive power loss
+        self._db = open_db(self.path, readonly=readonly, schema=SCHEMA, synchronous="FULL")
 
     def close(self) -> None:
         self._db.close()
 
-    @contextmanager
     def _transaction(self):
-        """``BEGIN IMMEDIATE`` … ``COMMIT``, or ``ROLLBACK`` on any exception (including KeyboardInterrupt)."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+        return transaction(self._db)
 
     # --- cursors ---------------------------------------------------------------------------------
 

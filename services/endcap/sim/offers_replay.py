@@ -45,7 +45,7 @@ def run(root: Path, model_dir: Path, *, trips: int = 200, accept: float = 0.5, h
 
     from endcap.core.bus import Publisher, Subscriber
     from endcap.core.paths import Paths
-    from endcap.launcher import ServiceProcess
+    from endcap.launcher import ServiceProcess, wait_health
     from endcap.offers.model import load_model
     from endcap.offers.store import lift_report
     from endcap.sim import writer
@@ -85,8 +85,8 @@ def run(root: Path, model_dir: Path, *, trips: int = 200, accept: float = 0.5, h
             procs[-1].wait_ready(60)
         # the pos backfill publishes a basket per history basket: let that burst pass before the trips
         # start, so no zone event of a trip is crowded out of the (lossy) bus
-        _wait_health(paths, "pos", lambda h: h.counters.get("txns", 0) >= len(hist.baskets))
-        _wait_health(paths, "offers", lambda h: h.ok and h.counters.get("stock_known", 0) > 0)
+        wait_health(paths, "pos", lambda h: h.counters.get("txns", 0) >= len(hist.baskets), timeout_s=120)
+        wait_health(paths, "offers", lambda h: h.ok and h.counters.get("stock_known", 0) > 0, timeout_s=120)
         rng = random.Random(f"{seed}:trips")
         zc = {z: frozenset([c]) for z, c in zones.items()}
         with Publisher(paths.pub_address("vision"), "sim-shoppers") as pub, \
@@ -138,24 +138,6 @@ def _connect(rp, pub, paths, timeout_s: float = 20.0) -> None:
                 pass  # the service has not created its record yet
             threading.Event().wait(0.01)
     raise RuntimeError("offers never heard the simulated vision socket")
-
-
-def _wait_health(paths, service: str, predicate, timeout_s: float = 120.0) -> None:
-    """Until ``service`` publishes a health message that satisfies ``predicate``."""
-    from endcap.core.bus import Subscriber
-    from endcap.core.errors import BusTimeout
-
-    deadline = time.monotonic() + timeout_s
-    last = None
-    with Subscriber([paths.pub_address(service)], [f"{service}.health"], "replay", recv_timeout_ms=500) as sub:
-        while time.monotonic() < deadline:
-            try:
-                last = sub.recv().body
-            except BusTimeout:
-                continue
-            if predicate(last):
-                return
-    raise RuntimeError(f"{service} health never matched within {timeout_s} s; last: {last}")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
