@@ -1,7 +1,7 @@
 """The ``trust`` service over the real bus and a real swtpm: install, active/attested, TPM loss.
 
-The service runs in a thread through its ``main(ctx)`` (``endcap service trust`` needs the SERVICES
-entry the lead adds; the subprocess variant belongs with it).
+The service runs in a thread through its ``main(ctx)`` so a test can stop the TPM under it; the service
+as a real ``endcap service trust`` process is exercised by ``endcap run`` (tests/integration/test_devrun.py).
 """
 from __future__ import annotations
 
@@ -22,9 +22,8 @@ from endcap.core.runner import ServiceContext
 from endcap.trust.attest import verify_quote
 from endcap.trust.config import TrustConfig
 from endcap.trust.enrol import enrol
-from endcap.core.messages import AttestReply, AttestRequest, InstallRequest, TrustStatus
+from endcap.core.messages import AttestReply, AttestRequest, Installed, InstallRequest, TrustStatus
 from endcap.trust.service import main
-from endcap.core.messages import Installed
 from endcap.trust.tpm import Tpm
 from endcap_models import sign
 from tests.fixtures.gateway import wait_health
@@ -96,36 +95,43 @@ def test_install_active_attested_and_refusal(root, tpm_tcti, enrolled, pki):
         svc.stop()
 
 
-def test_tpm_lost_keeps_serving_and_absent_tpm_never_loads_unverified(root, pki):
+@pytest.fixture
+def own_tpm(pki):
+    """A swtpm of this test alone, enrolled under ``pki``'s root: the test may stop it or lock it out."""
     tpm = start_swtpm()
     try:
         with Tpm(tpm.tcti) as t:
             enrol(t, sign.root_key_hash(pki.root))
-        svc = Running(tpm.tcti, root)
-        try:
-            model = svc.call("install", InstallRequest(str(make_package(root / "p", random_files(), pki=pki))), Installed)
-            wait_health(svc.paths, "trust", lambda h: h.ok)
-            tpm.stop()
-            h = wait_health(svc.paths, "trust", lambda h: not h.ok)
-            assert h.last_error.code == "tpm_unavailable" and "not reachable" in h.last_error.message
-            status = svc.call("active", m.Empty(), TrustStatus)
-            assert status.model == model and status.tpm == "tpm_unavailable" and not status.attested
-            with pytest.raises(RemoteError) as e:
-                svc.call("install", InstallRequest(str(make_package(root / "q", random_files(), pki=pki, version="2"))), Installed)
-            assert e.value.code == "tpm_unavailable"
-        finally:
-            svc.stop()
-        again = Running(tpm.tcti, root)  # restart with the TPM still gone: the stored model is not loaded
-        try:
-            status = again.call("active", m.Empty(), TrustStatus)
-            assert status.model is None and status.tpm == "tpm_unavailable"
-            h = wait_health(again.paths, "trust", lambda h: not h.ok and h.last_error is not None)
-            assert h.last_error.code == "tpm_unavailable"
-        finally:
-            again.stop()
+        yield tpm
     finally:
         tpm.stop()
         shutil.rmtree(tpm.state_dir, ignore_errors=True)
+
+
+def test_tpm_lost_keeps_serving_and_absent_tpm_never_loads_unverified(root, pki, own_tpm):
+    tpm = own_tpm
+    svc = Running(tpm.tcti, root)
+    try:
+        model = svc.call("install", InstallRequest(str(make_package(root / "p", random_files(), pki=pki))), Installed)
+        wait_health(svc.paths, "trust", lambda h: h.ok)
+        tpm.stop()
+        h = wait_health(svc.paths, "trust", lambda h: not h.ok)
+        assert h.last_error.code == "tpm_unavailable" and "not reachable" in h.last_error.message
+        status = svc.call("active", m.Empty(), TrustStatus)
+        assert status.model == model and status.tpm == "tpm_unavailable" and not status.attested
+        with pytest.raises(RemoteError) as e:
+            svc.call("install", InstallRequest(str(make_package(root / "q", random_files(), pki=pki, version="2"))), Installed)
+        assert e.value.code == "tpm_unavailable"
+    finally:
+        svc.stop()
+    again = Running(tpm.tcti, root)  # restart with the TPM still gone: the stored model is not loaded
+    try:
+        status = again.call("active", m.Empty(), TrustStatus)
+        assert status.model is None and status.tpm == "tpm_unavailable"
+        h = wait_health(again.paths, "trust", lambda h: not h.ok and h.last_error is not None)
+        assert h.last_error.code == "tpm_unavailable"
+    finally:
+        again.stop()
 
 
 def _lock_out(tcti: str) -> None:
@@ -145,22 +151,16 @@ def _lock_out(tcti: str) -> None:
             esys.nv_write(tr, b"12345678", 0, auth_handle=tr)
 
 
-def test_lockout_is_reported_and_the_model_keeps_running(root, pki):
-    tpm = start_swtpm()
+def test_lockout_is_reported_and_the_model_keeps_running(root, pki, own_tpm):
+    tpm = own_tpm
+    svc = Running(tpm.tcti, root)
     try:
-        with Tpm(tpm.tcti) as t:
-            enrol(t, sign.root_key_hash(pki.root))
-        svc = Running(tpm.tcti, root)
-        try:
-            model = svc.call("install", InstallRequest(str(make_package(root / "p", random_files(), pki=pki))), Installed)
-            wait_health(svc.paths, "trust", lambda h: h.ok)
-            _lock_out(tpm.tcti)
-            h = wait_health(svc.paths, "trust", lambda h: not h.ok)
-            assert h.last_error.code == "tpm_lockout"
-            status = svc.call("active", m.Empty(), TrustStatus)
-            assert status.model == model and status.attested and status.tpm == "tpm_lockout"  # NODA: still verifies
-        finally:
-            svc.stop()
+        model = svc.call("install", InstallRequest(str(make_package(root / "p", random_files(), pki=pki))), Installed)
+        wait_health(svc.paths, "trust", lambda h: h.ok)
+        _lock_out(tpm.tcti)
+        h = wait_health(svc.paths, "trust", lambda h: not h.ok)
+        assert h.last_error.code == "tpm_lockout"
+        status = svc.call("active", m.Empty(), TrustStatus)
+        assert status.model == model and status.attested and status.tpm == "tpm_lockout"  # NODA: still verifies
     finally:
-        tpm.stop()
-        shutil.rmtree(tpm.state_dir, ignore_errors=True)
+        svc.stop()
