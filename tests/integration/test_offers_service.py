@@ -14,7 +14,7 @@ from endcap.sim import writer
 from endcap.sim.shoppers import prepare_history
 from endcap.sim.sourcedb import open_source
 from tests.fixtures import offers as fx
-from tests.fixtures.gateway import wait_health
+from endcap.launcher import wait_health
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from endcap.sim import writer
 from endcap.sim.dataset import load_store
 from endcap.sim.replay import Simulator
 from endcap.sim.sourcedb import open_source
-from tests.fixtures.gateway import wait_health
+from endcap.launcher import wait_health
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import numpy as np
 
 from endcap.core.bus import Subscriber
 from endcap.core.errors import BusTimeout
-from tests.fixtures.gateway import wait_health
+from endcap.launcher import wait_health
 from tests.fixtures.vision import aisle_clip, camera_toml, vision_toml  # noqa: F401 - fixture
 
 

@@ -26,7 +26,7 @@ from endcap.core.messages import AttestReply, AttestRequest, Installed, InstallR
 from endcap.trust.service import main
 from endcap.trust.tpm import Tpm
 from endcap_models import sign
-from tests.fixtures.gateway import wait_health
+from endcap.launcher import wait_health
 from tests.fixtures.swtpm import start_swtpm
 from tests.fixtures.trust import COMPATIBLE, make_package, random_files
 
