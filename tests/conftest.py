@@ -9,4 +9,5 @@ pytest_plugins = [
     "tests.fixtures.signage",
     "tests.fixtures.swtpm",
     "tests.fixtures.trust",
+    "tests.fixtures.dbus",
 ]

@@ -219,6 +219,131 @@ class Empty(msgspec.Struct, frozen=True):
     pass
 
 
+
+# --- updater: A/B firmware state (topic ``updater.status``; RPCs ``status``, ``check``, ``install_file``) --
+
+class SlotInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """One RAUC rootfs slot as the updater sees it."""
+
+    name: str  # RAUC's slot name, e.g. "rootfs.0"
+    bootname: str  # "A" or "B"
+    state: str  # RAUC's: "booted", "active" or "inactive"
+    boot_status: str  # "good", "bad" or "unknown"
+    version: Optional[str] = None  # bundle version installed there, when RAUC recorded one
+    installed_at: Optional[str] = None
+
+
+class UpdateRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """One line of the update history: what happened to which version, and why."""
+
+    at: float  # UTC epoch seconds
+    version: str
+    outcome: str  # "installed", "committed", "rolled-back", "refused", "failed"
+    reason: str = ""
+
+
+class UpdateStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """Published on ``updater.status`` on every change and periodically; reply of ``status`` and ``check``."""
+
+    state: str  # "idle", "checking", "downloading", "verifying", "installing", "rebooting", "confirming", "failed"
+    ring: str
+    compatible: str
+    version: Optional[str]  # the running firmware
+    booted: Optional[str]  # bootname of the booted slot
+    primary: Optional[str]  # bootname the boot loader will try next
+    slots: list[SlotInfo] = []
+    offered: Optional[str] = None  # newest version the ring offers this device
+    progress: int = 0  # percent of the current operation
+    message: str = ""  # one plain-words line for the maintenance page
+    last_result: Optional[str] = None
+    rollback_reason: Optional[str] = None
+    history: list[UpdateRecord] = []
+    at: float = 0.0
+
+
+class InstallBundleRequest(msgspec.Struct, frozen=True):
+    path: str  # absolute path of a bundle file already on this device (e.g. uploaded on the maintenance page)
+
+
+# --- maintenance queries answered by the services (for the maintenance page) --------------------
+
+class ScreenState(msgspec.Struct, frozen=True, kw_only=True):
+    """What one signage display shows now, as its page last acknowledged."""
+
+    display: str
+    zone: str
+    showing: str  # "offer", "loop" or "fallback"
+    title: Optional[str] = None
+    sku: Optional[str] = None
+    acked_at: Optional[float] = None  # None: the page never acknowledged
+
+
+class ScreensReply(msgspec.Struct, frozen=True):
+    screens: list[ScreenState]
+
+
+class PushTestOfferRequest(msgspec.Struct, frozen=True):
+    display: str  # the display to show a test offer on (a marked test card, not a real promotion)
+
+
+class PosLink(msgspec.Struct, frozen=True, kw_only=True):
+    """Reply of pos ``link``: the POS/ERP link as the poller sees it."""
+
+    adapter: str
+    last_poll_ok_at: Optional[float]
+    lag_s: Optional[float]  # now minus the newest source timestamp committed
+    quarantined: int
+    last_error: Optional[ErrorInfo] = None
+
+
+class PosLinkTest(msgspec.Struct, frozen=True, kw_only=True):
+    """Reply of pos ``test_link``: one fresh read against the source, now."""
+
+    ok: bool
+    detail: str
+    latency_ms: float
+
+
+class ZoneShape(msgspec.Struct, frozen=True):
+    name: str
+    polygon: list[tuple[float, float]]  # pixel coordinates of the camera's frame
+
+
+class CameraState(msgspec.Struct, frozen=True, kw_only=True):
+    camera: str
+    ok: bool
+    fps: float
+    frames: int
+    last_frame_at: Optional[float]
+    width: int = 0
+    height: int = 0
+    zones: list[ZoneShape] = []
+
+
+class CamerasReply(msgspec.Struct, frozen=True):
+    cameras: list[CameraState]
+
+
+class SnapshotRequest(msgspec.Struct, frozen=True):
+    camera: str
+
+
+class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
+    """A privacy-blurred JPEG of the camera's latest frame with its zones drawn (people never recognisable)."""
+
+    camera: str
+    jpeg: bytes
+    taken_at: float
+
+
+class ModelsReply(msgspec.Struct, frozen=True, kw_only=True):
+    """Reply of trust ``models``: the active model and the one a rollback would return to."""
+
+    active: Optional[Installed]
+    previous: Optional[Installed]
+    attested: bool
+
+
 # --- req/rep framing --------------------------------------------------------------------------
 
 class Request(msgspec.Struct, frozen=True):
@@ -241,6 +366,7 @@ TOPICS: dict[str, type] = {
     "vision.zone": ZoneEvent,
     "offers.offer": Offer,
     "trust.model": Installed,
+    "updater.status": UpdateStatus,
 }
 
 
