@@ -33,7 +33,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def cmd_service(args: argparse.Namespace) -> int:
     from .core.logging import configure
-    from .core.runner import ServiceContext, run_service
+    from .core.runner import EXIT_CONFIG, ServiceContext, run_service
     from .gateway import SERVICES
 
     spec = SERVICES.get(args.name)
@@ -48,11 +48,11 @@ def cmd_service(args: argparse.Namespace) -> int:
         configure(args.name)
         for p in e.problems:
             print(f"{cfg_path}: {p}", file=sys.stderr)
-        return 1
+        return EXIT_CONFIG
     section = getattr(cfg, args.name)
     if section is None:
         print(f"{cfg_path}: {args.name}: section [{args.name}] is missing; the service needs it", file=sys.stderr)
-        return 1
+        return EXIT_CONFIG
     ctx = ServiceContext(args.name, paths, section)
     return run_service(ctx, spec.main_function(), log_level=cfg.core.log_level)
 

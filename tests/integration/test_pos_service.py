@@ -150,11 +150,11 @@ def test_unreachable_pos_backs_off_reports_and_keeps_serving(gateway, store_db, 
     ('[core]\n', "section [pos] is missing"),
     ('[pos.sql]\nurl = "mysql://db/ospos"\n', "pos.sql.url: unsupported scheme 'mysql'"),
 ])
-def test_bad_config_exits_1_naming_the_key(gateway, config, expected):
+def test_bad_config_exits_78_naming_the_key(gateway, config, expected):
     gateway.write_config(config)
     res = subprocess.run([sys.executable, "-m", "endcap.cli", "service", "pos", "--root", str(gateway.root)],
                          capture_output=True, text=True, timeout=60)
-    assert res.returncode == 1
+    assert res.returncode == 78  # EX_CONFIG: the unit's RestartPreventExitStatus stops a restart loop
     assert expected in res.stderr
 
 

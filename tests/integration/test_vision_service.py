@@ -74,7 +74,7 @@ def _config_error(gateway, cfg_text: str, needle: str) -> None:
     assert check.returncode == 1 and needle in check.stderr, check.stderr
     run = subprocess.run([sys.executable, "-m", "endcap.cli", "service", "vision", "--root", str(gateway.root)],
                          capture_output=True, text=True, timeout=60)
-    assert run.returncode == 1 and needle in run.stderr, run.stderr
+    assert run.returncode == 78 and needle in run.stderr, run.stderr
 
 
 def test_bad_zones_and_unknown_detectors_are_refused_before_start(gateway, aisle_clip):  # noqa: F811

@@ -5,7 +5,8 @@ A service is a function ``main(ctx) -> None`` that loops until ``ctx.stop`` is s
 reports READY when the service says so, and maps failures to exit codes so systemd restarts the
 service (``Restart=on-failure``). There is no supervisor in Python on the device.
 
-Exit codes: 0 clean stop, 1 failure (including a bad config: every problem is printed first).
+Exit codes: 0 clean stop, 1 failure, 78 (EX_CONFIG) a bad config, every problem printed first: units set
+``RestartPreventExitStatus=78`` so systemd does not restart-loop on a config only a person can fix.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
+EXIT_CONFIG = 78  # sysexits.h EX_CONFIG
 
 
 @dataclass
@@ -71,7 +73,7 @@ def run_service(ctx: ServiceContext, main: Callable[[ServiceContext], None], *, 
     except ConfigError as e:
         for p in e.problems:
             log.error("config: %s", p)
-        return EXIT_FAILURE
+        return EXIT_CONFIG
     except EndcapError as e:
         log.error("%s failed: [%s] %s", ctx.name, e.code, e)
         return EXIT_FAILURE
