@@ -10,4 +10,6 @@ pytest_plugins = [
     "tests.fixtures.swtpm",
     "tests.fixtures.trust",
     "tests.fixtures.dbus",
+    "tests.fixtures.ota",
+    "tests.fixtures.static_http",
 ]
