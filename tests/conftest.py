@@ -12,4 +12,5 @@ pytest_plugins = [
     "tests.fixtures.dbus",
     "tests.fixtures.ota",
     "tests.fixtures.static_http",
+    "tests.fixtures.rauc",
 ]

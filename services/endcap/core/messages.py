@@ -178,6 +178,18 @@ class AttestReply(msgspec.Struct, frozen=True, kw_only=True):
     ak_public_pem: str  # as the TPM reports it; the NOC verifies with the key recorded at enrolment
 
 
+class FirmwareFloor(msgspec.Struct, frozen=True, kw_only=True):
+    """Reply of ``firmware_floor``/``raise_firmware_floor``: the firmware security-epoch floor in the TPM."""
+
+    epoch: Optional[int]  # None when the TPM could not be read (then ``tpm`` names why)
+    tpm: str  # "ok" or the error code (tpm_unavailable, anchor, counter, …)
+    reason: str = ""
+
+
+class RaiseFirmwareFloorRequest(msgspec.Struct, frozen=True):
+    epoch: int  # the committed firmware's security epoch; the floor never goes down
+
+
 # --- pos: req/rep -----------------------------------------------------------------------------
 
 class StockQuery(msgspec.Struct, frozen=True):

@@ -3,7 +3,8 @@
 Threads: the main thread polls and publishes; one RPC thread answers queries from its own read-only
 store connection (SQLite WAL lets it read while the poller writes).
 Publishes ``pos.basket`` (completed/cancelled transactions), ``pos.stock`` (levels of SKUs that moved)
-and ``pos.health``. Answers ``stock``, ``baskets`` and ``catalogue`` over req/rep.
+and ``pos.health``. Answers ``stock``, ``baskets`` and ``catalogue`` over req/rep, and for the maintenance
+page ``link`` and ``test_link`` (``link.py``).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from ..core.bus import Publisher, RpcServer
 from ..core.errors import UpstreamError
 from ..core.health import HealthPublisher, HealthState
 from ..core.runner import ServiceContext
-from . import stock
+from . import link, stock
 from .adapters.api import PosAdapter
 from .config import PosConfig
 from .poller import PosPoller
@@ -56,13 +57,16 @@ class StockReader:
         return out
 
 
-def _serve_rpc(ctx: ServiceContext, cfg: PosConfig, db_path, ready: threading.Event) -> None:
+def _serve_rpc(ctx: ServiceContext, cfg: PosConfig, db_path, ready: threading.Event, health: HealthState) -> None:
     store = EdgeStore(db_path, readonly=True)
     reader = StockReader(store, cfg)
     handlers = {
         "stock": (m.StockQuery, lambda q: m.StockReply(reader.levels(q.skus[:1000], time.time()))),
         "baskets": (m.BasketQuery, lambda q: m.BasketsReply(store.baskets_of(q.shopper_id, max(1, min(q.limit, 200))))),
         "catalogue": (m.CatalogQuery, lambda q: m.CatalogReply(store.catalogue(q.categories[:200], max(1, min(q.limit, 50_000))))),
+        # maintenance page: the link as the poller sees it, and a fresh probe of the source (link.py)
+        "link": (m.Empty, lambda _q: link.link_state(cfg, health, store.newest_source_us(), store.quarantined_count(), time.time())),
+        "test_link": (m.Empty, lambda _q: link.probe(cfg)),
     }
     server = RpcServer(ctx.paths.rpc_address("pos"), "pos", handlers)
     ready.set()
@@ -93,7 +97,7 @@ def main(ctx: ServiceContext) -> None:
     pub = Publisher(ctx.paths.pub_address("pos"), "pos")
     health_pub = HealthPublisher(health, pub, cfg.health_interval_s)
     rpc_ready = threading.Event()
-    rpc = threading.Thread(target=_serve_rpc, args=(ctx, cfg, db_path, rpc_ready), name="pos-rpc", daemon=True)
+    rpc = threading.Thread(target=_serve_rpc, args=(ctx, cfg, db_path, rpc_ready, health), name="pos-rpc", daemon=True)
     rpc.start()
     rpc_ready.wait(5)
     ctx.ready(f"reading {cfg.adapter} source {cfg.source_name}")

@@ -224,6 +224,14 @@ class EdgeStore:
             "reconcile_mismatch_days": q("SELECT COUNT(*) FROM reconciliation WHERE ok = 0").fetchone()[0],
         }
 
+    def quarantined_count(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM quarantine").fetchone()[0])
+
+    def newest_source_us(self) -> int | None:
+        """The newest source timestamp committed in any stream's cursor (None before the first commit)."""
+        row = self._db.execute("SELECT MAX(ts_us) FROM cursors WHERE ts_us > 0").fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
     def quarantined(self) -> list[tuple[str, str, str]]:
         return [tuple(r) for r in self._db.execute("SELECT stream, source_key, reason FROM quarantine ORDER BY id")]
 

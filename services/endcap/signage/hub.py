@@ -99,6 +99,14 @@ class Hub:
             self._cond.wait_for(lambda: self._closed or (bool(ring) and ring[-1].seq > cursor), timeout_s)
             return newest_live(ring, cursor, now()), self._seq
 
+    def card(self, display_id: str, offer_id: str) -> Optional[Card]:
+        """The newest card with ``offer_id`` still in the display's ring (None if it has left it)."""
+        with self._cond:
+            for e in reversed(self._rings.get(display_id, ())):
+                if e.card.offer_id == offer_id:
+                    return e.card
+        return None
+
     def opened(self) -> None:
         with self._cond:
             self.streams += 1

@@ -198,12 +198,32 @@ class Card:
     image: Optional[str]  # a creative that exists, or None
     image_missing: bool  # the offer named an image we do not have: the page shows the fallback image
     ttl_s: float
+    test: bool = False  # a maintenance test card (``maintenance_card``), never a real promotion
 
     def to_page(self, remaining_s: float) -> dict[str, Any]:
-        return {"id": self.offer_id, "zone": self.zone, "sku": self.sku, "title": self.title, "body": self.body,
+        page = {"id": self.offer_id, "zone": self.zone, "sku": self.sku, "title": self.title, "body": self.body,
                 "price": self.price, "discount_pct": self.discount_pct,
                 "image": None if self.image is None else creative_url(self.image),
                 "image_missing": self.image_missing, "ttl_ms": max(0, int(remaining_s * 1000))}
+        if self.test:
+            page["test"] = True
+        return page
+
+
+TEST_PREFIX = "maint-test-"  # offer ids of maintenance test cards; refused on real offers
+TEST_SKU = "TEST"
+
+
+def is_test_offer(offer_id: Optional[str]) -> bool:
+    return offer_id is not None and offer_id.startswith(TEST_PREFIX)
+
+
+def maintenance_card(display: Display, token: str, ttl_s: float) -> Card:
+    """Pure: the clearly marked test card the maintenance page pushes to ``display`` (``token``: unique)."""
+    return Card(offer_id=f"{TEST_PREFIX}{token}"[:64], zone=display.zones[0], sku=TEST_SKU,
+                title="TEST - not a real offer",
+                body=f"Maintenance check of display {display.id}: if you can read this, offers reach this screen.",
+                price=None, discount_pct=None, image=None, image_missing=False, ttl_s=ttl_s, test=True)
 
 
 _OFFER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
@@ -241,6 +261,8 @@ def check_offer(offer: m.Offer, now: float, limits: OfferLimits, creative_exists
     """
     if not _OFFER_ID.match(offer.offer_id):
         raise OfferRejected("offer_id: not 1-64 letters, digits or . _ : -")
+    if is_test_offer(offer.offer_id):
+        raise OfferRejected(f"offer_id: the prefix {TEST_PREFIX!r} is reserved for maintenance test cards")
     zone = _text("zone", offer.zone, 64, required=True)
     sku = _text("sku", offer.sku, 64, required=True)
     title = _text("title", offer.title, limits.title_max, required=True)

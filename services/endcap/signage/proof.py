@@ -2,8 +2,10 @@
 
 One JSON object per line in ``<dir>/proof.jsonl``::
 
-    {"rid", "type": "loop"|"offer"|"fallback", "display", "item", "offer_id", "from", "to",
+    {"rid", "type": "loop"|"offer"|"fallback"|"test", "display", "item", "offer_id", "from", "to",
      "duration_s", "received_at"}
+
+``test`` is a maintenance test card (offer id ``maint-test-…``): not proof of play of any real offer.
 
 ``from``/``to`` are the page's own epoch seconds for when the item went on and off screen; ``rid``
 is the page's id for the record (a page resends a batch whose reply it lost; the web layer drops

@@ -7,6 +7,7 @@ Threads:
   it to the displays of its zone and pushes it into the ``Hub``; rejected offers are logged with the
   reason (throttled) and counted.
 - waitress workers: pages, event streams (one thread each while open), acknowledgements.
+- ``signage-rpc``: answers the maintenance page's ``screens`` and ``push_test_offer`` (``maint.py``).
 
 Health means screens are alive: ``ok`` only while every configured display has acknowledged within
 ``screen_stale_s`` (the page acks each change and every ``heartbeat_s``). The bound URL is written to
@@ -29,7 +30,7 @@ from ..core.bus import Publisher, Subscriber
 from ..core.errors import BusTimeout, EndcapError
 from ..core.health import HealthPublisher, HealthState
 from ..core.runner import ServiceContext
-from . import playlist
+from . import maint, playlist
 from .config import SignageConfig
 from .hub import Hub
 from .proof import ProofLog
@@ -147,6 +148,11 @@ def main(ctx: ServiceContext) -> None:
     failed: list[BaseException] = []
     offers = threading.Thread(target=_offers, args=(ctx, web, failed), name="signage-offers", daemon=True)
     offers.start()
+    rpc_ready = threading.Event()
+    rpc = threading.Thread(target=maint.serve, args=(ctx.paths.rpc_address("signage"), maint.SignageMaint(web, hub),
+                                                     ctx.stop, rpc_ready, failed), name="signage-rpc", daemon=True)
+    rpc.start()
+    rpc_ready.wait(5)
     ctx.ready(f"serving {url} for {len(cfg.displays)} display(s)")
     was_ok: bool | None = None
     try:
@@ -155,6 +161,8 @@ def main(ctx: ServiceContext) -> None:
             ctx.alive()
             if not offers.is_alive() and not ctx.stop.is_set():
                 raise EndcapError(f"offer receiver stopped: {failed[0] if failed else 'unknown reason'}", code="bus")
+            if not rpc.is_alive() and not ctx.stop.is_set():
+                raise EndcapError(f"maintenance RPC stopped: {failed[0] if failed else 'unknown reason'}", code="bus")
             now = time.time()
             health.update(web.screens.snapshot())
             health.counters.update(web.counters.snapshot(), streams=hub.streams, proof_records=proof.records)
@@ -169,6 +177,7 @@ def main(ctx: ServiceContext) -> None:
         server.close()
         wasyncore.close_all(sockets)
         offers.join(timeout=2)
+        rpc.join(timeout=2)
         pub.close()
         proof.close()
         url_file.unlink(missing_ok=True)

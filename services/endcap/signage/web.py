@@ -113,6 +113,10 @@ class Screens:
         with self._lock:
             return dict(self.last_ack)
 
+    def showing_snapshot(self) -> dict[str, Showing]:
+        with self._lock:
+            return dict(self.showing)
+
 
 @dataclass
 class Counters:
@@ -307,7 +311,9 @@ def create_app(ctx: WebContext) -> Flask:
         now = time.time()
         records = ctx.fresh_records(body.played)
         try:
-            ctx.proof.append({"rid": r.rid, "type": r.type, "display": display_id, "item": r.item,
+            # a maintenance test card is recorded as "test": never proof of play of a real offer
+            ctx.proof.append({"rid": r.rid, "type": "test" if playlist.is_test_offer(r.offer_id) else r.type,
+                              "display": display_id, "item": r.item,
                               "offer_id": r.offer_id, "from": round(r.from_ms / 1000, 3), "to": round(r.to_ms / 1000, 3),
                               "duration_s": round((r.to_ms - r.from_ms) / 1000, 3), "received_at": round(now, 3)}
                              for r in records)

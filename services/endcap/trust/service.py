@@ -1,8 +1,9 @@
 """The ``trust`` service: installs verified model packages and answers "what is active, attested?".
 
-One thread: it answers req/rep (``active``, ``install``, ``attest``) and, between requests, proves
-the TPM still answers (the anchor and counter read back with the right attributes: the service's
-health work) and publishes ``trust.health`` and ``trust.model``.
+One thread: it answers req/rep (``active``, ``install``, ``attest``; for the maintenance page
+``models`` and ``rollback``) and, between requests, proves the TPM still answers (the anchor and
+counter read back with the right attributes: the service's health work) and publishes ``trust.health``
+and ``trust.model``.
 
 Invariants:
 - At start the active package is re-verified from disk against the TPM (``ModelStore.load``); if the
@@ -28,6 +29,7 @@ from ..core.health import HealthPublisher, HealthState
 from ..core.runner import ServiceContext
 from .attest import EventLog, verify_quote
 from .config import TrustConfig
+from . import firmware_floor as fwf
 from .enrol import ak_pem
 from .store import Limits, ModelStore
 from .tpm import Tpm
@@ -136,6 +138,53 @@ class TrustService:
                 raise IntegrityError("no attestation key: device not enrolled", code="anchor")
             return m.AttestReply(evidence=self._evidence(tpm, req.nonce), ak_public_pem=ak_pem(xy))
 
+    # --- maintenance queries (the maintenance page's models view) ---------------------------------
+
+    def models(self, req: m.Empty) -> m.ModelsReply:
+        """The active model, the one ``rollback`` would return to (verified in place now; None when
+        absent, tampered or below the epoch floor) and whether a fresh TPM quote attests the active one."""
+        try:
+            previous = self.store.previous()
+        except IntegrityError as e:  # the TPM is away: nothing can be verified
+            log.debug("previous model not verified: [%s] %s", e.code, e)
+            previous = None
+        return m.ModelsReply(active=self.store.active, previous=previous, attested=self.active(req).attested)
+
+    def rollback(self, _req: m.Empty) -> m.Installed:
+        """Re-activate the previous model through the install path (``ModelStore.rollback``); publishes
+        ``trust.model``. Refused (active model untouched) when there is none or it no longer verifies."""
+        try:
+            model = self.store.rollback()
+        except IntegrityError as e:
+            log.warning("rollback refused: [%s] %s", e.code, e)
+            if e.code.startswith("tpm_"):
+                self._failed(e)
+            raise
+        log.info("rolled back to model %s %s", model.name, model.version)
+        self.changed = True
+        self.load_error = None
+        self.health.success(time.time())
+        return model
+
+    # --- firmware security-epoch floor (the updater's anti-downgrade anchor) -----------------------
+
+    def firmware_floor(self, _req: m.Empty) -> m.FirmwareFloor:
+        """The firmware floor from its own NV counter (enrolled on first use while owner auth is empty);
+        ``epoch`` None with the error code in ``tpm`` when it cannot be read."""
+        try:
+            with fwf.open_floor(self.cfg.tcti) as tpm:
+                return m.FirmwareFloor(epoch=fwf.read(tpm), tpm="ok")
+        except IntegrityError as e:
+            log.warning("firmware floor not read: [%s] %s", e.code, e)
+            return m.FirmwareFloor(epoch=None, tpm=e.code, reason=f"[{e.code}] {e}")
+
+    def raise_firmware_floor(self, req: m.RaiseFirmwareFloorRequest) -> m.FirmwareFloor:
+        """Raise the firmware floor to ``req.epoch`` (a no-op at or below it). Errors are error replies."""
+        with fwf.open_floor(self.cfg.tcti) as tpm:
+            epoch = fwf.raise_to(tpm, req.epoch)
+        log.info("firmware floor now %d", epoch)
+        return m.FirmwareFloor(epoch=epoch, tpm="ok")
+
 
 def main(ctx: ServiceContext) -> None:
     cfg: TrustConfig = ctx.config
@@ -147,6 +196,10 @@ def main(ctx: ServiceContext) -> None:
         "active": (m.Empty, svc.active),
         "install": (m.InstallRequest, svc.install),
         "attest": (m.AttestRequest, svc.attest),
+        "models": (m.Empty, svc.models),
+        "rollback": (m.Empty, svc.rollback),
+        "firmware_floor": (m.Empty, svc.firmware_floor),
+        "raise_firmware_floor": (m.RaiseFirmwareFloorRequest, svc.raise_firmware_floor),
     })
     svc.load()
     svc.check()

@@ -18,6 +18,8 @@ Invariants:
 - The counter is raised only after an activated model passed its health check; a failing check
   restores the previous model by itself (``UpdateError(code="health_check_failed")``).
 - Each activation (including a rollback) is measured: event log first, then PCR extend.
+- ``rollback`` re-installs ``previous`` through ``install`` (the same checks; the epoch floor refuses a
+  previous model older than it), so after it ``previous`` names the model that was active.
 - Without a TPM nothing is installed or loaded; there is no unverified path.
 """
 from __future__ import annotations
@@ -311,6 +313,35 @@ class ModelStore:
                 self._active = self._verify_in_place(tpm, target)
             self.ensure_measured(tpm)
         return self._active
+
+    def previous(self) -> Optional[Installed]:
+        """The model a rollback would return to, verified in place now (signature, epoch against the
+        floor, every file's hash); None when there is none or it no longer verifies."""
+        with self._open_tpm() as tpm:
+            target = self._target("previous")
+            if target is None or target == self._target("active"):
+                return None
+            try:
+                return self._verify_in_place(tpm, target)
+            except IntegrityError as e:
+                log.info("previous model %s cannot be rolled back to: [%s] %s", target, e.code, e)
+                return None
+
+    def rollback(self, health_check: Optional[HealthCheck] = None) -> Installed:
+        """Re-activate the previous model through the install path (signature, compatible, epoch against
+        the TPM floor, hash-while-copy, health check, measurement). Refusals leave the active model as it was.
+
+        Raises:
+            UpdateError(code="no_previous"): there is no previous model to return to.
+            IntegrityError: the previous model no longer verifies (``rollback``: its epoch is below the floor).
+        """
+        target = self._target("previous")
+        if target is None or not target.is_dir() or target == self._target("active"):
+            raise UpdateError("rollback: there is no previous model to return to", code="no_previous")
+        try:
+            return self.install(target, health_check)
+        except IntegrityError as e:
+            raise IntegrityError(f"rollback refused: {e.message}", code=e.code) from e
 
     def _reverify(self, tpm: Tpm, model: Installed) -> None:
         again = self._verify_in_place(tpm, Path(model.path))

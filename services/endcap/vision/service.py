@@ -3,16 +3,20 @@
 Threads: per camera a *grabber* (reads the source into a one-frame slot, so a slow detector drops stale
 frames instead of falling behind a live camera; reconnects with full-jitter backoff when the camera
 fails) and a *processor* (detector -> tracker -> zones -> publish). The main thread publishes
-``vision.health`` and pings the watchdog.
+``vision.health`` and pings the watchdog. ``vision-rpc`` answers the maintenance page's ``cameras`` and
+``snapshot`` (``maint.py``; the privacy-blurred snapshot is the second exception to "frames never leave
+this process", see below).
 
 Health is ok only while every camera processes frames (a frame within ``stale_after_s``); otherwise its
 error names the camera(s) and why (cannot connect, file not found, no frame for N s, detector failed).
 Counters carry per-camera telemetry (latency p50/p99 capture -> event published, FPS, dropped) and the
 per-zone aggregates (visits, dwell and focus seconds) — the only vision data that may leave the device.
 
-Frames never leave this process: no disk, no network; the one exception is the loopback-only,
-blurred, off-by-default technician debug view (``debugview.py``). A bad config stops the service before
-READY with every problem listed; camera and model failures never stop it (health says what is wrong).
+Frames never leave this process: no disk, no network; the two exceptions are the loopback-only,
+blurred, off-by-default technician debug view (``debugview.py``) and the maintenance ``snapshot`` RPC
+(person boxes pixelated and the whole frame reduced before encoding, ``snapshot.py``; answered on the
+local RPC socket only). A bad config stops the service before READY with every problem listed; camera
+and model failures never stop it (health says what is wrong).
 """
 from __future__ import annotations
 
@@ -20,6 +24,8 @@ import logging
 import random
 import threading
 import time
+from dataclasses import dataclass
+from typing import Any
 
 from ..core import messages as m
 from ..core.backoff import Backoff
@@ -35,6 +41,17 @@ from .telemetry import CameraStats, ZoneTotals
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Latest:
+    """A camera's newest processed frame; boxes in camera (zone) coordinates; ``at`` wall time."""
+
+    image: Any
+    color: str
+    detections: Any
+    tracks: list
+    at: float
+
+
 class CameraWorker:
     """One camera's grabber and processor threads and what they report (see the module docstring)."""
 
@@ -46,6 +63,7 @@ class CameraWorker:
         self.last_frame_at: float | None = None  # monotonic time of the last processed frame
         self.error: EndcapError | None = None  # the latest failure, cleared by the next processed frame
         self.crash: BaseException | None = None  # a bug in a thread: the service must exit
+        self.latest: Latest | None = None  # the newest processed frame, by reference (maint.py encodes on request)
         self._slot = None
         self._cond = threading.Condition()
         self._backoff = Backoff(cfg.reconnect_base_s, cfg.reconnect_cap_s)
@@ -153,6 +171,7 @@ class CameraWorker:
                               detect_s=res.detect_s, track_s=res.track_s, zones_s=res.zones_s, events=len(res.updates),
                               people=len(res.tracks))
             self.last_frame_at, self.error, last_t = time.monotonic(), None, frame.t_media
+            self.latest = Latest(frame.image, frame.color, res.detections.boxes, [tr.box for tr in res.tracks], time.time())
             if self._debug is not None:
                 self._debug.offer(self.cam.id, frame, res.tracks)
         if pipeline is not None:
@@ -202,16 +221,26 @@ def main(ctx: ServiceContext) -> None:
     workers = [CameraWorker(cam, cfg, emit, ctx.stop, debug) for cam in cfg.cameras]
     for w in workers:
         w.start()
+    from . import maint
+
+    rpc_ready, rpc_failed = threading.Event(), []
+    rpc = threading.Thread(target=maint.serve, args=(ctx.paths.rpc_address("vision"), maint.VisionMaint(workers), ctx.stop,
+                                                     rpc_ready, rpc_failed), name="vision-rpc", daemon=True)
+    rpc.start()
+    rpc_ready.wait(5)
     ctx.ready(f"{len(workers)} camera(s), detector {cfg.detector.type}")
     try:
         while not ctx.stop.wait(0.25):
             ctx.alive()
+            if not rpc.is_alive():
+                raise EndcapError(f"maintenance RPC stopped: {rpc_failed[0] if rpc_failed else 'unknown reason'}", code="bus")
             _check_health(workers, health, time.time(), time.monotonic())
             health_pub.maybe_publish(time.time())
     finally:
         ctx.stop.set()
         for w in workers:
             w.join(5.0)
+        rpc.join(2.0)
         if debug is not None:
             debug.close()
         pub.close()

@@ -205,6 +205,7 @@
     setImage(...imageFor(o));
     offerEl.hidden = false;
     offerEl.dataset.offerId = o.id;
+    if (o.test === true) offerEl.dataset.test = '1'; else delete offerEl.dataset.test;  // maintenance test card
     root.dataset.offer = o.id;
     set('state', 'offer');
     emit('offer', o.id);
