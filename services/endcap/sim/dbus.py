@@ -60,11 +60,17 @@ def bus_config(socket_path: Path, policy: str = OPEN_POLICY) -> str:
 """
 
 
-def start_dbus(prefix: str = "dbus-", policy: str = OPEN_POLICY, timeout_s: float = 20.0) -> DBusDaemon:
+def start_dbus(prefix: str = "dbus-", policy: str = OPEN_POLICY, timeout_s: float = 20.0,
+               directory: Path | None = None) -> DBusDaemon:
+    """Start a bus whose socket is ``<directory>/bus`` (a fresh temp dir under /tmp when None)."""
     exe = shutil.which("dbus-daemon")
     if exe is None:
         raise RuntimeError("dbus-daemon not found: install the Debian package dbus (never mocked)")
-    d = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    if directory is not None:
+        directory.mkdir(parents=True, exist_ok=True)
+    d = directory or Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    if len(str(d / "bus")) > 107:
+        raise RuntimeError(f"D-Bus socket path {d / 'bus'} is longer than 107 bytes; use a shorter root")
     conf = d / "bus.conf"
     conf.write_text(bus_config(d / "bus", policy))
     proc = subprocess.Popen([exe, "--nofork", "--nopidfile", f"--config-file={conf}", "--print-address=1"],
