@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 # Debian packages the tests start for real (DESIGN.md §6) and the tools the build needs.
 DEB_PACKAGES=(postgresql sqlite3 python3-venv chromium systemd swtpm swtpm-tools libtss2-dev pkg-config
   dbus rauc rauc-service libgirepository1.0-dev libcairo2-dev gir1.2-glib-2.0
-  qemu-system-x86 ovmf mmdebstrap squashfs-tools mtools dosfstools e2fsprogs fdisk grub-efi-amd64-bin grub-common)
+  qemu-system-x86 ovmf mmdebstrap squashfs-tools mtools dosfstools e2fsprogs fdisk grub-efi-amd64-bin grub-common systemd-journal-remote)
 
 stamp_dir=.stamps
 stamp="$stamp_dir/bootstrap-$(cat scripts/bootstrap.sh pyproject.toml | sha256sum | cut -c1-16)"

@@ -13,4 +13,6 @@ pytest_plugins = [
     "tests.fixtures.ota",
     "tests.fixtures.static_http",
     "tests.fixtures.rauc",
+    "tests.fixtures.maint",
+    "tests.fixtures.systemd_manager",
 ]

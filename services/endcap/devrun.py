@@ -78,11 +78,12 @@ def run_gateway(root: str | None, speed: float, duration_s: float | None, faults
         signal.signal(sig, lambda *_: stop.set())
 
     children: list[ServiceProcess] = []
-    trust = screen = None
+    trust = screen = device = None
     try:
-        from .sim import devtrust
+        from .sim import devota, devtrust
 
         trust = devtrust.prepare(paths)
+        device = devota.prepare(paths.state_dir)
         sim = ServiceProcess.endcap("sim", "sim", "--source", f"sqlite://{sim_db}", "--speed", str(speed),
                                     "--faults", faults, "--reset", log_path=logs / "sim.log").start()
         children.append(sim)
@@ -105,6 +106,9 @@ def run_gateway(root: str | None, speed: float, duration_s: float | None, faults
         if screen is not None:
             screen.terminate()
             print(f"stopped screen (exit {screen.wait(10)})")
+        if device is not None:
+            devota.stop(device)
+            print("stopped rauc and its bus")
         if trust is not None:
             trust.stop()
             print("stopped swtpm")
@@ -148,6 +152,9 @@ def _banner(paths: Paths, logs: Path, children: list[ServiceProcess]) -> None:
     if url_file.exists():
         base = url_file.read_text().strip()
         print(f"  screen    {base}/display/endcap-dev   (Chromium shows it; open it in your browser too)")
+    maint_url, maint_screen = paths.run_dir / "maint.url", paths.run_dir / "maint-screen.txt"
+    if maint_url.exists():
+        print(f"  maint     {maint_url.read_text().strip()}   (self-signed TLS; setup code and fingerprint: {maint_screen})")
     sys.stdout.flush()
 
 
@@ -165,9 +172,20 @@ def _describe(topic: str, body) -> str:
     if topic == "vision.zone":
         return (f"{body.camera}/{body.zone}: shopper #{body.track_id} {body.kind} {body.dwell_s:.1f} s "
                 f"(focus {body.focus:.2f}, confidence {body.confidence:.2f})")
+    if topic == "updater.status":
+        note = f" — {body.message}" if body.message else ""
+        return f"firmware {body.version or '?'} on slot {body.booted or '?'}: {body.state}{note}"
     if topic.endswith(".health"):
         return f"{body.service} health: {'ok' if body.ok else 'NOT OK'} — {body.status}"
     return repr(body)
+
+
+def _change_key(topic: str, body) -> tuple:
+    if topic.endswith(".health"):
+        return (body.ok, body.status)
+    if topic == "trust.model":
+        return (body.digest,)
+    return (body.state, body.message, body.version, body.booted)
 
 
 def _show_bus(paths: Paths, stop: threading.Event, duration_s: float | None) -> None:
@@ -181,8 +199,8 @@ def _show_bus(paths: Paths, stop: threading.Event, duration_s: float | None) -> 
                 msg = sub.recv()
             except BusTimeout:
                 continue
-            if msg.topic.endswith(".health") or msg.topic == "trust.model":  # changes, not every heartbeat
-                state = (msg.body.ok, msg.body.status) if msg.topic.endswith(".health") else (True, msg.body.digest)
+            if msg.topic.endswith(".health") or msg.topic in ("trust.model", "updater.status"):  # changes, not heartbeats
+                state = _change_key(msg.topic, msg.body)
                 if last_health.get(msg.topic) == state:
                     continue
                 last_health[msg.topic] = state

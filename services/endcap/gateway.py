@@ -42,6 +42,8 @@ SERVICES: dict[str, ServiceSpec] = {
     "offers": ServiceSpec("offers", "endcap.offers.config:OffersConfig", "endcap.offers.service:main"),
     "signage": ServiceSpec("signage", "endcap.signage.config:SignageConfig", "endcap.signage.service:main"),
     "trust": ServiceSpec("trust", "endcap.trust.config:TrustConfig", "endcap.trust.service:main"),
+    "updater": ServiceSpec("updater", "endcap.updater.config:UpdaterConfig", "endcap.updater.service:main"),
+    "maint": ServiceSpec("maint", "endcap.maint.config:MaintConfig", "endcap.maint.service:main"),
 }
 
 

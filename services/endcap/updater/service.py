@@ -366,6 +366,7 @@ class Updater:
             prim = r.primary()
             primary = next((s.bootname for s in slots if s.name == prim), None)
             version = self.running_version()
+            self.health.success(time.time())  # RAUC answered: the updater's work (watching the slots) flows
         except UpdateError as e:
             self.rauc = None
             self.health.failure(e, time.time())

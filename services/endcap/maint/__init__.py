@@ -1,0 +1,1 @@
+"""The maintenance page: what a store technician sees and may do, over TLS, behind a password."""
