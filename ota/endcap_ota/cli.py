@@ -2,7 +2,8 @@
 
 Errors print one line ``endcap-ota: <input>: <reason>`` and exit 1; bad usage exits 2 (argparse).
 Repository commands take ``--repo DIR`` (the served tree) and ``--keys DIR`` (outside it), defaulting to
-``$ENDCAP_OTA_REPO`` / ``$ENDCAP_OTA_KEYS``.
+``$ENDCAP_OTA_REPO`` / ``$ENDCAP_OTA_KEYS``. ``refresh`` (alias ``timestamp``) is the scheduled job; it exits 1
+when a role is near expiry but its keys are not in ``--keys`` (the timestamp is still refreshed).
 """
 from __future__ import annotations
 
@@ -70,8 +71,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--compatible", required=True)
     p = sub.add_parser("status", help="ring versions and metadata expiry")
     _repo_args(p)
-    p = sub.add_parser("timestamp", help="refresh the timestamp (run on a schedule)")
+    p = sub.add_parser("refresh", aliases=["timestamp"],
+                       help="scheduled job: re-sign near-expiry roles whose keys are here, new snapshot and timestamp")
     _repo_args(p)
+    p = sub.add_parser("resign", help="re-sign roles with a fresh expiry (default: targets, bundles and the rings)")
+    _repo_args(p)
+    p.add_argument("roles", nargs="*", metavar="ROLE",
+                   help="root, targets, snapshot, timestamp, bundles, canary, pilot, fleet")
     p = sub.add_parser("rotate-key", help="replace one role's key")
     _repo_args(p)
     p.add_argument("role")
@@ -150,9 +156,21 @@ def run(argv: list[str] | None = None) -> int:
         st = _open_repo(args, ap).status(now)
         print("\n".join(_status_lines(st, now)), file=out)
         return 1 if any(r.state == "expired" for r in st.roles) else 0
-    elif args.cmd == "timestamp":
-        v = _open_repo(args, ap).refresh_timestamp()
-        print(f"timestamp version {v}", file=out)
+    elif args.cmd in ("refresh", "timestamp"):
+        repo = _open_repo(args, ap)
+        done = repo.refresh()
+        print(f"timestamp version {done.timestamp_version}; re-signed: "
+              f"{', '.join(f'{r} v{repo.md[r].signed.version}' for r in done.resigned) or 'nothing due'}", file=out)
+        if done.needs_keys:
+            roles = " ".join(done.needs_keys)
+            print(f"endcap-ota: {roles}: near expiry, but their keys are not in {args.keys}; run 'endcap-ota resign "
+                  f"{roles}' where the keys are [needs-keys]", file=sys.stderr)
+            return 1
+    elif args.cmd == "resign":
+        repo = _open_repo(args, ap)
+        versions = repo.resign(args.roles or None)
+        for role, version in versions.items():
+            print(f"{role:<10} v{version:<6} expires {repo.md[role].signed.expires:%Y-%m-%dT%H:%M:%SZ}", file=out)
     elif args.cmd == "rotate-key":
         keyid = _open_repo(args, ap).rotate_key(args.role)
         print(f"{args.role}: new key {keyid}", file=out)

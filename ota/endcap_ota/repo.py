@@ -15,6 +15,12 @@ pointing at ``bundles/<compatible>/<file>.raucb`` whose custom metadata is ``{"v
 "security_epoch"}``. Ring history (for halt) is kept in the ring role's signed ``x-endcap-rings`` field.
 Files are written leaves first and ``timestamp.json`` last, each atomically, so a client never sees a
 half-published state. NOC settings (expiries, threshold) live in ``<keys_dir>/repo.json``.
+
+Expiry upkeep: :meth:`FleetRepo.refresh` is the scheduled job. It re-signs every role that is near expiry
+(less than a quarter of its lifetime left, see ``status``) and whose keys are in ``keys_dir``, then the
+snapshot (when anything changed or it would expire first) and always a new timestamp; due roles whose keys
+are offline are reported, for ``resign`` on the machine that holds them. The clock is a constructor seam
+(``clock=``) so tests can place the NOC's "now" without sleeping.
 """
 from __future__ import annotations
 
@@ -23,6 +29,8 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from securesystemslib.signer import CryptoSigner
@@ -36,18 +44,29 @@ from . import keys as keystore
 from . import rings as ringlogic
 from .errors import RepoError
 from .rings import RINGS, RingState
-from .status import RepoStatus, RoleStatus, expiry_state
+from .status import RepoStatus, RoleStatus, expiry_state, plan_refresh
 from .verify import verify_bundle
 
 TOP_ROLES = ("root", "targets", "snapshot", "timestamp")
 DELEGATED = ("bundles",) + RINGS
+TARGETS_FAMILY = ("targets",) + DELEGATED
+ALL_ROLES = TOP_ROLES + DELEGATED
 DEFAULT_EXPIRY = {"root": 365, "targets": 30, "bundles": 30, "rings": 30, "snapshot": 7, "timestamp": 1}  # days
 RING_FIELD = "x-endcap-rings"
 CONFIG = "repo.json"
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+def _system_clock() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+@dataclass(frozen=True)
+class Refreshed:
+    """What :meth:`FleetRepo.refresh` did: roles re-signed (in order), due roles lacking keys, the timestamp."""
+
+    resigned: list[str]
+    needs_keys: list[str]
+    timestamp_version: int
 
 
 def _paths_for(role: str) -> list[str]:
@@ -57,8 +76,10 @@ def _paths_for(role: str) -> list[str]:
 class FleetRepo:
     """Open with :meth:`create` or :meth:`open`; every mutating call writes a complete new repo version."""
 
-    def __init__(self, repo_dir: Path, keys_dir: Path, config: dict) -> None:
+    def __init__(self, repo_dir: Path, keys_dir: Path, config: dict,
+                 clock: Callable[[], dt.datetime] | None = None) -> None:
         self.repo_dir, self.keys_dir = Path(repo_dir), Path(keys_dir)
+        self.clock = clock or _system_clock  # aware UTC "now" of the NOC (test seam)
         self.meta_dir, self.targets_dir = self.repo_dir / "metadata", self.repo_dir / "targets"
         self.expiry: dict[str, float] = {**DEFAULT_EXPIRY, **config.get("expiry", {})}
         self.md: dict[str, Metadata] = {}
@@ -66,7 +87,8 @@ class FleetRepo:
     # ---- creation and loading -------------------------------------------------------------------
     @classmethod
     def create(cls, repo_dir: Path, keys_dir: Path, *, expiry: dict[str, float] | None = None,
-               root_threshold: int = 1, root_keys: int | None = None) -> "FleetRepo":
+               root_threshold: int = 1, root_keys: int | None = None,
+               clock: Callable[[], dt.datetime] | None = None) -> "FleetRepo":
         """Create keys and version-1 metadata. Raises: RepoError if a repo or keys already exist there."""
         repo_dir, keys_dir = Path(repo_dir), Path(keys_dir)
         n_root = root_keys or root_threshold
@@ -88,8 +110,8 @@ class FleetRepo:
             raise RepoError(f"{keys_dir}: keys must live outside the served repository {repo_dir}", code="input")
         keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         config = {"expiry": dict(expiry or {}), "root_threshold": root_threshold}
-        self = cls(repo_dir, keys_dir, config)
-        now = _now()
+        self = cls(repo_dir, keys_dir, config, clock)
+        now = self._now()
         root = Root(expires=now + self._lifetime("root"), consistent_snapshot=True)
         for _ in range(n_root):
             root.add_key(keystore.generate(keys_dir, "root").public_key, "root")
@@ -113,7 +135,7 @@ class FleetRepo:
         return self
 
     @classmethod
-    def open(cls, repo_dir: Path, keys_dir: Path) -> "FleetRepo":
+    def open(cls, repo_dir: Path, keys_dir: Path, *, clock: Callable[[], dt.datetime] | None = None) -> "FleetRepo":
         """Load the newest metadata of an existing repository. Raises: RepoError naming what is missing."""
         repo_dir, keys_dir = Path(repo_dir), Path(keys_dir)
         cfg_path = keys_dir / CONFIG
@@ -121,7 +143,7 @@ class FleetRepo:
             config = json.loads(cfg_path.read_text())
         except (OSError, ValueError) as e:
             raise RepoError(f"{cfg_path}: not a repository keys directory ({e})", code="keys") from e
-        self = cls(repo_dir, keys_dir, config)
+        self = cls(repo_dir, keys_dir, config, clock)
         roots = sorted((int(p.name.split(".")[0]), p) for p in self.meta_dir.glob("*.root.json"))
         if not roots:
             raise RepoError(f"{self.meta_dir}: no N.root.json (run 'endcap-ota repo init')", code="missing")
@@ -138,6 +160,9 @@ class FleetRepo:
         return self
 
     # ---- signing and writing -------------------------------------------------------------------
+    def _now(self) -> dt.datetime:
+        return self.clock().astimezone(dt.timezone.utc).replace(microsecond=0)
+
     def _lifetime(self, role: str) -> dt.timedelta:
         key = "rings" if role in RINGS else role
         return dt.timedelta(days=float(self.expiry[key]))
@@ -157,6 +182,12 @@ class FleetRepo:
                             code="keys")
         return signers
 
+    def _has_keys(self, role: str) -> bool:
+        """Whether ``keys_dir`` holds enough of ``role``'s keys to sign it."""
+        keyids, threshold = self._keyids(role)
+        have = keystore.load(self.keys_dir, role)
+        return sum(k in have for k in keyids) >= threshold
+
     def _sign(self, role: str, extra: list[CryptoSigner] = ()) -> None:
         md = self.md[role]
         md.signatures.clear()
@@ -175,7 +206,7 @@ class FleetRepo:
 
     def _commit(self, changed: set[str], *, bump: bool = True, ts_expires: dt.datetime | None = None) -> None:
         """Re-sign ``changed`` targets-family roles, then snapshot, then timestamp (written last)."""
-        now = _now()
+        now = self._now()
         snap = self.md["snapshot"].signed
         for role in ["targets", *DELEGATED]:  # leaves and targets before snapshot
             if role not in changed:
@@ -290,11 +321,12 @@ class FleetRepo:
         return new_state.current
 
     def refresh_timestamp(self, *, expires: dt.datetime | None = None) -> int:
-        """The scheduled job: a new timestamp (and snapshot, if it would expire first). Returns its version.
+        """Only a new timestamp (and snapshot, if it would expire first); returns its version. The scheduled
+        job is :meth:`refresh`, which also re-signs near-expiry roles.
 
         ``expires`` overrides the configured lifetime (tests, emergencies).
         """
-        now = _now()
+        now = self._now()
         expires = expires or now + self._lifetime("timestamp")
         if self.md["snapshot"].signed.expires < expires:
             self._commit(set(), ts_expires=expires)
@@ -302,10 +334,54 @@ class FleetRepo:
             self._write_timestamp(expires)
         return self.md["timestamp"].signed.version
 
+    def resign(self, roles: Iterable[str] | None = None) -> dict[str, int]:
+        """Re-sign ``roles`` (default: targets, bundles and the rings) with a new version and a fresh expiry,
+        then snapshot and timestamp. ``root`` makes a new root version signed by the same keys. Returns the new
+        version of every role written. Raises: RepoError (unknown role, or missing keys; nothing written then).
+        """
+        wanted = list(TARGETS_FAMILY if roles is None else roles)
+        if not wanted:
+            raise RepoError(f"resign: name at least one role ({', '.join(ALL_ROLES)})", code="input")
+        for role in wanted:
+            _check_role(role)
+        written = [r for r in ALL_ROLES if r in wanted or r in ("snapshot", "timestamp")]
+        for role in written:  # every key first, so a missing one leaves the repository untouched
+            self._signers(role, *self._keyids(role))
+        if "root" in wanted:
+            self._resign_root()
+        self._commit({r for r in wanted if r in TARGETS_FAMILY})
+        return {r: self.md[r].signed.version for r in written}
+
+    def refresh(self) -> Refreshed:
+        """The scheduled job: re-sign every near-expiry role whose keys are here, the snapshot if needed, and
+        always a new timestamp. Due roles without keys here come back in ``needs_keys`` (nothing fails).
+
+        Raises: RepoError when the online snapshot/timestamp keys are missing (nothing written then).
+        """
+        now = self._now()
+        for role in ("snapshot", "timestamp"):
+            self._signers(role, *self._keyids(role))
+        resign, needs_keys = plan_refresh(self.status(now).roles, {r for r in ALL_ROLES if self._has_keys(r)})
+        if "root" in resign:
+            self._resign_root()
+        family = {r for r in resign if r in TARGETS_FAMILY}
+        ts_expires = now + self._lifetime("timestamp")
+        if family or "snapshot" in resign or self.md["snapshot"].signed.expires < ts_expires:
+            self._commit(family, ts_expires=ts_expires)
+            resign = sorted(set(resign) | {"snapshot"}, key=ALL_ROLES.index)
+        else:
+            self._write_timestamp(ts_expires)
+        return Refreshed([r for r in resign if r != "timestamp"], needs_keys, self.md["timestamp"].signed.version)
+
+    def _resign_root(self) -> None:
+        root = self.md["root"].signed
+        root.version += 1
+        root.expires = self._now() + self._lifetime("root")
+        self._write_root()
+
     def rotate_key(self, role: str) -> str:
         """Replace ``role``'s key(s) with a new one; re-sign what depends on it. Returns the new keyid."""
-        if role not in TOP_ROLES + DELEGATED:
-            raise RepoError(f"role {role!r}: must be one of {', '.join(TOP_ROLES + DELEGATED)}", code="input")
+        _check_role(role)
         old_ids, threshold = self._keyids(role)
         if role in TOP_ROLES:
             old_root_signers = self._signers("root", *self._keyids("root"))
@@ -318,13 +394,13 @@ class FleetRepo:
                 root.revoke_key(k, role)
             root.add_key(new.public_key, role)
             root.version += 1
-            root.expires = _now() + self._lifetime("root")
+            root.expires = self._now() + self._lifetime("root")
             # A new root must be signed by the old root keys too, so clients can walk to it.
             self._write_root(extra=old_root_signers if role == "root" else [])
             if role == "root":
                 self._commit(set())
             elif role == "timestamp":
-                self._write_timestamp(_now() + self._lifetime("timestamp"))
+                self._write_timestamp(self._now() + self._lifetime("timestamp"))
             elif role == "snapshot":
                 self._commit(set())
             else:
@@ -347,7 +423,7 @@ class FleetRepo:
 
     def status(self, now: dt.datetime | None = None) -> RepoStatus:
         """Per ring and compatible: the version; per role: version, expiry, days left, state."""
-        now = now or _now()
+        now = now or self._now()
         compatibles = sorted({t.custom["compatible"] for t in self.md["bundles"].signed.targets.values()})
         rings = {r: {c: self._ring_state(r, c).current for c in compatibles} for r in RINGS}
         roles = []
@@ -356,3 +432,9 @@ class FleetRepo:
             left, state = expiry_state(s.expires, now, self._lifetime(role).total_seconds() / 86400)
             roles.append(RoleStatus(role, s.version, s.expires, left, state))
         return RepoStatus(rings, roles)
+
+
+def _check_role(role: str) -> str:
+    if role not in ALL_ROLES:
+        raise RepoError(f"role {role!r}: must be one of {', '.join(ALL_ROLES)}", code="input")
+    return role

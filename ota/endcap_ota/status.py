@@ -1,4 +1,4 @@
-"""What ``endcap-ota status`` reports, and the pure expiry classification behind it."""
+"""What ``endcap-ota status`` reports, the pure expiry classification behind it, and the refresh plan."""
 from __future__ import annotations
 
 import datetime as dt
@@ -34,3 +34,13 @@ def expiry_state(expires: dt.datetime, now: dt.datetime, lifetime_days: float) -
     if left < lifetime_days * NEAR_FRACTION:
         return left, "near-expiry"
     return left, "ok"
+
+
+def plan_refresh(roles: list[RoleStatus], signable: set[str]) -> tuple[list[str], list[str]]:
+    """(roles to re-sign now, roles due whose keys are not at hand) for the scheduled job (pure).
+
+    A role is due when it is not ``ok`` (near expiry or expired). The timestamp is left out: the job
+    writes a new one every run anyway.
+    """
+    due = [r.role for r in roles if r.state != "ok" and r.role != "timestamp"]
+    return [r for r in due if r in signable], [r for r in due if r not in signable]

@@ -10,10 +10,8 @@ the signed ``build`` field (see bundle.py).
 """
 from __future__ import annotations
 
-import configparser
 import hashlib
 import json
-import re
 import struct
 import subprocess
 from dataclasses import dataclass
@@ -23,12 +21,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from endcap.core import bundlever
+from endcap.core.errors import IntegrityError
+
 from . import verity
 from .errors import BundleRefused, OtaError
 from .version import parse_version
 
 _CHUNK = 1 << 20
-_EPOCH = re.compile(r"(?:^|\s)security-epoch=(\d+)(?:\s|$)")
 _RAUC_REASONS = (  # (stderr fragment, code) in priority order
     ("unable to get local issuer certificate", "foreign-ca"),
     ("self-signed certificate in certificate chain", "foreign-ca"),
@@ -57,9 +57,14 @@ class BundleInfo:
 
 
 def parse_security_epoch(build: str | None) -> int:
-    """``security-epoch=N`` from a manifest ``build`` string; 0 when absent (bundles made elsewhere)."""
-    m = _EPOCH.search(build or "")
-    return int(m.group(1)) if m else 0
+    """``security-epoch=N`` from a manifest ``build`` string; 0 when absent (bundles made elsewhere).
+
+    The device's rule (``endcap.core.bundlever``): a token whose value is not digits is refused here, as the
+    device would refuse it. Raises: BundleRefused(code="manifest")."""
+    try:
+        return bundlever.epoch_of_build(build)
+    except IntegrityError as e:
+        raise BundleRefused(str(e), code="manifest") from e
 
 
 def _structure(path: Path, data_head: bytes, size: int, tail: bytes) -> tuple[int, int]:
@@ -127,15 +132,16 @@ def check_signer_policy(certs: list[x509.Certificate], path: Path) -> x509.Certi
     return signer
 
 
-def _inline_manifest(cms: bytes, path: Path) -> configparser.ConfigParser:
+def _inline_manifest(cms: bytes, path: Path) -> bundlever.Manifest:
     # The signature was already verified by rauc; openssl only unwraps the signed content here.
     proc = subprocess.run(["openssl", "cms", "-verify", "-noverify", "-inform", "DER", "-binary"],
                           input=cms, capture_output=True, timeout=60)
     if proc.returncode != 0:
         raise BundleRefused(f"{path}: cannot read the signed manifest", code="invalid")
-    cp = configparser.ConfigParser(interpolation=None)
-    cp.read_string(proc.stdout.decode("utf-8", "replace"))
-    return cp
+    try:
+        return bundlever.parse_manifest(proc.stdout, f"{path}: signed manifest")
+    except IntegrityError as e:
+        raise BundleRefused(str(e), code="version" if e.code == "bad_version" else "manifest") from e
 
 
 def _hash_file(path: Path, size: int, verity_params: tuple[int, bytes] | None) -> tuple[str, list[bytes]]:
@@ -182,7 +188,7 @@ def verify_bundle(path: Path, keyring: Path, *, compatible: str | None = None) -
     verity_params = None
     if "inline signature" in log:
         fmt = "verity"
-        bundle = _inline_manifest(cms, path)["bundle"]
+        bundle = _inline_manifest(cms, path).bundle
         if bundle.get("format") != "verity":
             raise BundleRefused(f"{path}: format: inline signature but manifest format {bundle.get('format')!r}",
                                 code="format")

@@ -2,17 +2,19 @@
 
 ``MAJOR.MINOR.PATCH[-PRERELEASE]``, no leading zeros, no ``+build`` (it would not take part in ordering and
 would make two different bundles compare equal). Ordering is SemVer precedence: ``1.0.0-rc.1 < 1.0.0 < 1.0.1``.
-Pure: no I/O. The device updater implements the same rule (see docs/noc.md).
+Pure: no I/O. The rule itself lives in ``endcap.core.bundlever``, which the device updater uses too, so
+the NOC and the gateways cannot disagree about an ordering (see docs/noc.md).
 """
 from __future__ import annotations
 
 import re
 from functools import total_ordering
 
+from endcap.core import bundlever
+from endcap.core.errors import IntegrityError
+
 from .errors import OtaError
 
-_SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
-                     r"(?:-((?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*)(?:\.(?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*))*))?$")
 _COMPATIBLE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -26,9 +28,7 @@ class Version:
         self.major, self.minor, self.patch, self.pre, self.text = major, minor, patch, pre, text
 
     def _key(self) -> tuple:
-        # A release sorts after its pre-releases; numeric identifiers sort before alphanumeric ones.
-        pre = tuple((0, p, "") if isinstance(p, int) else (1, 0, p) for p in self.pre)
-        return (self.major, self.minor, self.patch, 0 if self.pre else 1, pre)
+        return bundlever.version_key(self.text)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Version) and self._key() == other._key()
@@ -48,11 +48,12 @@ class Version:
 
 def parse_version(text: str) -> Version:
     """Parse ``text`` by the rule above. Raises: OtaError(code="version") naming the text."""
-    m = _SEMVER.match(text or "")
-    if not m:
-        raise OtaError(f"version {text!r}: not MAJOR.MINOR.PATCH[-PRERELEASE] (SemVer 2.0, no +build)", code="version")
-    pre = tuple(int(p) if p.isdigit() else p for p in m.group(4).split(".")) if m.group(4) else ()
-    return Version(int(m.group(1)), int(m.group(2)), int(m.group(3)), pre, text)
+    try:
+        major, minor, patch, pre = bundlever.version_parts(text or "")
+    except IntegrityError:
+        raise OtaError(f"version {text!r}: not MAJOR.MINOR.PATCH[-PRERELEASE] (SemVer 2.0, no +build)",
+                       code="version") from None
+    return Version(major, minor, patch, pre, text)
 
 
 def check_compatible(text: str) -> str:

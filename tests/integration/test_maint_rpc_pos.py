@@ -9,6 +9,7 @@ import pytest
 
 from endcap.core import messages as m
 from endcap.core.bus import RpcClient
+from endcap.core.errors import RemoteError
 from endcap.launcher import wait_health
 from endcap.pos.store import EdgeStore
 from endcap.sim import writer
@@ -115,4 +116,72 @@ def test_probe_of_a_rest_source_makes_one_request_and_never_shows_the_token(stor
         unset = link.probe(cfg)
         assert not unset.ok and "ENDCAP_A2_TOKEN is not set" in unset.detail
     finally:
+        rest_api.shutdown(app)
+
+
+def test_a_slow_link_probe_never_holds_up_the_stock_path(gateway, tmp_path, monkeypatch):
+    """The REST source answers the probe's request only after the probe's own budget (for real, over HTTP):
+    ``stock`` keeps answering fast meanwhile, a second probe is refused as busy, and the first one
+    reports the timeout in plain words."""
+    from endcap.sim import rest_api, sourcedb
+    from endcap.sim.dataset import Item
+
+    url = f"sqlite:///{tmp_path}/small.db"
+    src = sourcedb.open_source(url)
+    src.create_schema()
+    writer.insert_items(src, [Item(1, "Milk", "Dairy", 1.25), Item(2, "Bread", "Bakery", 2.5)])
+    writer.insert_counts(src, [(1, 10), (2, 20)], int(time.time() * 1e6))
+    src.commit()
+    src.close()
+    app = rest_api.create_app(url, token="tok-slow-1")
+    probe_seen, release = threading.Event(), threading.Event()
+    inner = app.wsgi_app
+
+    def slow_probe(environ, start_response):  # only the probe's request (types=CATEGORY) is held back
+        if environ.get("PATH_INFO") == "/v2/catalog/list" and environ.get("QUERY_STRING") == "types=CATEGORY":
+            probe_seen.set()
+            release.wait(15)
+        return inner(environ, start_response)
+
+    app.wsgi_app = slow_probe
+    try:
+        base = rest_api.serve(app)
+        monkeypatch.setenv("ENDCAP_SLOW_TOKEN", "tok-slow-1")
+        gateway.write_config('[pos]\nadapter = "rest"\nstore_id = "s367"\npoll_interval_s = 0.2\nbackoff_base_s = 0.1\n'
+                             'backoff_cap_s = 0.3\nhealth_interval_s = 0.3\nstock_count_max_age_s = 1e9\n'
+                             f'[pos.rest]\nbase_url = "{base}"\nlocation_id = "1"\ntoken_env = "ENDCAP_SLOW_TOKEN"\n'
+                             'timeout_s = 5.0\n')
+        gateway.start("pos")
+        sku = "2"
+        with RpcClient(gateway.paths.rpc_address("pos"), "test", timeout_ms=5000) as rpc:
+            want = _until(lambda: rpc.call("stock", m.StockQuery([sku]), m.StockReply).levels[0].qty, lambda q: q == 20.0)
+            answers: list = []
+            with RpcClient(gateway.paths.rpc_address("pos"), "maint", timeout_ms=10_000) as maint:
+                t_probe = time.perf_counter()
+                prober = threading.Thread(target=lambda: answers.append(maint.call("test_link", m.Empty(), m.PosLinkTest)))
+                prober.start()
+                try:
+                    assert probe_seen.wait(5), "the probe never reached the source"
+                    worst = 0.0
+                    for _ in range(10):
+                        t0 = time.perf_counter()
+                        levels = rpc.call("stock", m.StockQuery([sku]), m.StockReply).levels
+                        worst = max(worst, time.perf_counter() - t0)
+                        assert levels[0].sku == sku and levels[0].qty == want
+                    assert worst < 0.3, f"stock took {worst:.3f} s while the probe was running"
+                    assert prober.is_alive()  # the probe was still running all along
+                    with RpcClient(gateway.paths.rpc_address("pos"), "maint2", timeout_ms=5000) as other:
+                        with pytest.raises(RemoteError) as e:
+                            other.call("test_link", m.Empty(), m.PosLinkTest)
+                    assert e.value.code == "busy"
+                finally:
+                    prober.join(10)
+                    release.set()
+            assert len(answers) == 1, answers
+            probe = answers[0]
+            assert not probe.ok and "no answer within 3 s" in probe.detail and "tok-slow-1" not in probe.detail, probe.detail
+            assert 2.5 < time.perf_counter() - t_probe < 6.0
+        assert gateway.procs["pos"].proc.poll() is None  # still running
+    finally:
+        release.set()
         rest_api.shutdown(app)

@@ -54,7 +54,7 @@ def test_screens_follow_the_page_and_a_test_card_is_marked_and_not_proof_of_an_o
 
         pushed = rpc.call("push_test_offer", m.PushTestOfferRequest("aisle-7"), m.ScreensReply)
         assert {s.display for s in pushed.screens} == {"aisle-7", "endcap-2"}
-        page.wait_for_function("document.documentElement.dataset.state === 'offer'", timeout=5000)
+        wait_attr(page, "state", "offer", 5)
         view = page.evaluate("""() => { const o = document.getElementById('offer');
             return {id: o.dataset.offerId, test: o.dataset.test, title: o.querySelector('.offer-title').textContent,
                     outline: getComputedStyle(o).outlineStyle}; }""")

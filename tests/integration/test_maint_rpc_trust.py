@@ -1,60 +1,21 @@
 """trust ``models`` and ``rollback`` (the maintenance page's models view) over the real bus and a real swtpm.
 
-The service runs in a thread through its ``main(ctx)`` (as in tests/integration/trust/test_trust_service.py).
+The service runs in a thread through its ``main(ctx)`` (``tests.fixtures.trust.RunningTrust``).
 """
 from __future__ import annotations
 
-import shutil
-import tempfile
-import threading
 from pathlib import Path
 
 import pynng
 import pytest
 
 from endcap.core import messages as m
-from endcap.core.bus import Codec, RpcClient
+from endcap.core.bus import Codec
 from endcap.core.errors import RemoteError
-from endcap.core.paths import Paths
-from endcap.core.runner import ServiceContext
-from endcap.trust.config import TrustConfig
-from endcap.trust.service import main
-from tests.fixtures.trust import COMPATIBLE, make_package, random_files
+from tests.fixtures.trust import RunningTrust, make_package, random_files
 
 
-class Running:
-    def __init__(self, tcti: str, root: Path) -> None:
-        self.paths = Paths.under(root)
-        self.paths.ensure()
-        cfg = TrustConfig(compatible=COMPATIBLE, tcti=tcti, pcr=16, check_interval_s=0.2, health_interval_s=0.2)
-        self.ctx = ServiceContext("trust", self.paths, cfg)
-        self.error: list[BaseException] = []
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-        self.rpc = RpcClient(self.paths.rpc_address("trust"), "test", timeout_ms=20_000)
-
-    def _run(self) -> None:
-        try:
-            main(self.ctx)
-        except BaseException as e:  # surfaced by stop(): a crash must fail the test
-            self.error.append(e)
-
-    def call(self, method, params, typ):
-        return self.rpc.call(method, params, typ)
-
-    def stop(self) -> None:
-        self.ctx.stop.set()
-        self.thread.join(10)
-        self.rpc.close()
-        assert not self.thread.is_alive()
-        assert not self.error, self.error
-
-
-@pytest.fixture
-def root():
-    d = Path(tempfile.mkdtemp(prefix="ecm-", dir="/tmp"))
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
+Running = RunningTrust
 
 
 def _models_published(sub: pynng.Sub0, version: str) -> m.Installed:
@@ -67,8 +28,8 @@ def _models_published(sub: pynng.Sub0, version: str) -> m.Installed:
     raise AssertionError(f"trust.model never announced {version}")
 
 
-def test_models_and_rollback_to_previous_then_floor_refuses(root, tpm_tcti, enrolled, pki):
-    svc = Running(tpm_tcti, root)
+def test_models_and_rollback_to_previous_then_floor_refuses(trust_root, tpm_tcti, enrolled, pki):
+    svc = Running(tpm_tcti, trust_root)
     try:
         empty = svc.call("models", m.Empty(), m.ModelsReply)
         assert empty.active is None and empty.previous is None and not empty.attested
@@ -76,10 +37,10 @@ def test_models_and_rollback_to_previous_then_floor_refuses(root, tpm_tcti, enro
             svc.call("rollback", m.Empty(), m.Installed)
         assert e.value.code == "no_previous" and "no previous model" in str(e.value)
 
-        v1 = svc.call("install", m.InstallRequest(str(make_package(root / "p1", random_files(), pki=pki, version="1.0.0", epoch=1))), m.Installed)
+        v1 = svc.call("install", m.InstallRequest(str(make_package(trust_root / "p1", random_files(), pki=pki, version="1.0.0", epoch=1))), m.Installed)
         one = svc.call("models", m.Empty(), m.ModelsReply)
         assert one.active == v1 and one.previous is None and one.attested
-        v2 = svc.call("install", m.InstallRequest(str(make_package(root / "p2", random_files(), pki=pki, version="2.0.0", epoch=1))), m.Installed)
+        v2 = svc.call("install", m.InstallRequest(str(make_package(trust_root / "p2", random_files(), pki=pki, version="2.0.0", epoch=1))), m.Installed)
         two = svc.call("models", m.Empty(), m.ModelsReply)
         assert two.active == v2 and two.previous is not None and two.previous.digest == v1.digest and two.attested
 
@@ -96,7 +57,7 @@ def test_models_and_rollback_to_previous_then_floor_refuses(root, tpm_tcti, enro
         assert status.model.digest == v1.digest and status.attested
 
         # v3 raises the floor to 2: v1 (epoch 1) is no longer a rollback target, and asking is refused clearly
-        v3 = svc.call("install", m.InstallRequest(str(make_package(root / "p3", random_files(), pki=pki, version="3.0.0", epoch=2))), m.Installed)
+        v3 = svc.call("install", m.InstallRequest(str(make_package(trust_root / "p3", random_files(), pki=pki, version="3.0.0", epoch=2))), m.Installed)
         three = svc.call("models", m.Empty(), m.ModelsReply)
         assert three.active == v3 and three.previous is None
         with pytest.raises(RemoteError) as e:
@@ -107,11 +68,11 @@ def test_models_and_rollback_to_previous_then_floor_refuses(root, tpm_tcti, enro
         svc.stop()
 
 
-def test_a_tampered_previous_model_is_not_offered_and_rollback_refuses_it(root, tpm_tcti, enrolled, pki):
-    svc = Running(tpm_tcti, root)
+def test_a_tampered_previous_model_is_not_offered_and_rollback_refuses_it(trust_root, tpm_tcti, enrolled, pki):
+    svc = Running(tpm_tcti, trust_root)
     try:
-        svc.call("install", m.InstallRequest(str(make_package(root / "p1", random_files(), pki=pki, version="1.0.0", epoch=1))), m.Installed)
-        v2 = svc.call("install", m.InstallRequest(str(make_package(root / "p2", random_files(), pki=pki, version="2.0.0", epoch=1))), m.Installed)
+        svc.call("install", m.InstallRequest(str(make_package(trust_root / "p1", random_files(), pki=pki, version="1.0.0", epoch=1))), m.Installed)
+        v2 = svc.call("install", m.InstallRequest(str(make_package(trust_root / "p2", random_files(), pki=pki, version="2.0.0", epoch=1))), m.Installed)
         prev = svc.call("models", m.Empty(), m.ModelsReply).previous
         assert prev is not None
         part = Path(prev.path) / "part0.bin"

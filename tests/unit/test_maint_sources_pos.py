@@ -43,3 +43,45 @@ def test_link_state_shows_only_a_current_error_and_redacts_it():
     h.success(102.0)
     assert link.link_state(cfg, h, None, 0, 105.0).last_error is None
     assert link.link_state(cfg, h, None, 0, 105.0).lag_s is None
+
+
+def test_probe_runner_bounds_the_wait_runs_one_probe_at_a_time_and_redacts_failures():
+    import threading
+
+    import pytest
+
+    from endcap.core import messages as m
+    from endcap.core.errors import EndcapError
+
+    url = "postgresql://pos:Sup3rSecret@db/ospos"
+    cfg = PosConfig(sql=SqlSource(url=url))
+    entered, release = threading.Event(), threading.Event()
+    calls: list[str] = []
+
+    def slow(c: PosConfig) -> m.PosLinkTest:
+        calls.append("slow")
+        entered.set()
+        release.wait(10)
+        return m.PosLinkTest(ok=True, detail="late", latency_ms=1.0)
+
+    runner = link.ProbeRunner(cfg, wait_s=0.2, run=slow)
+    try:
+        got = runner()
+        assert not got.ok and got.detail == "the link test did not finish within 0.2 s (postgresql://pos:***@db/ospos)"
+        assert 150 < got.latency_ms < 2000 and entered.is_set()
+        with pytest.raises(EndcapError) as e:  # the first probe still runs: no second thread
+            runner()
+        assert e.value.code == "busy" and "still running" in str(e.value)
+        assert calls == ["slow"]
+    finally:
+        release.set()
+    done = threading.Event()
+    runner2 = link.ProbeRunner(cfg, wait_s=5.0, run=lambda c: (done.set(), m.PosLinkTest(ok=True, detail="quick", latency_ms=1.0))[1])
+    assert runner2().detail == "quick" and done.is_set()
+
+    def broken(c: PosConfig) -> m.PosLinkTest:
+        raise RuntimeError(f"driver exploded on {url}")
+
+    with pytest.raises(EndcapError) as e:
+        link.ProbeRunner(cfg, wait_s=5.0, run=broken)()
+    assert e.value.code == "probe" and "RuntimeError: driver exploded" in str(e.value) and "Sup3rSecret" not in str(e.value)

@@ -84,3 +84,47 @@ def test_fine_detail_is_gone_everywhere_even_without_a_detection():
     out = snapshot.render(image, "rgb", [], [])
     assert out.shape == (180, 320, 3)
     assert float(out.astype(np.float32).std()) < 3.0  # averaged to flat grey: nothing of the pattern survives
+
+
+def test_a_greyscale_frame_is_an_error_reply_and_the_rpc_thread_keeps_answering():
+    """A frame layout the renderer does not expect (greyscale from an "rgb" source) must not kill vision's
+    maintenance RPC thread (and with it the service): it is an error reply naming the camera and the frame."""
+    import threading
+    import time
+
+    from endcap.core import messages as m
+    from endcap.core.bus import RpcClient, RpcThread
+    from endcap.core.errors import EndcapError, RemoteError
+    from endcap.vision import maint
+    from endcap.vision.config import CameraConfig, VisionConfig, ZoneConfig
+    from endcap.vision.service import CameraWorker, Latest
+
+    cam = CameraConfig(id="cam1", source="/nonexistent.avi", width=320, height=180,
+                       zones=[ZoneConfig(id="A", polygon=[[10, 10], [100, 10], [100, 100]])])
+    stop = threading.Event()
+    worker = CameraWorker(cam, VisionConfig(cameras=[cam]), emit=None, stop=stop)  # never started: no source
+    grey = np.full((180, 320), 128, np.uint8)
+    worker.latest = Latest(grey, "rgb", np.zeros((0, 4), np.float32), [], time.time())
+    vm = maint.VisionMaint([worker])
+    with pytest.raises(EndcapError) as e:
+        vm.snapshot(m.SnapshotRequest("cam1"))
+    assert e.value.code == "encode" and "camera cam1: cannot render its rgb frame of shape (180, 320)" in str(e.value)
+
+    import shutil
+    import tempfile
+
+    sockdir = tempfile.mkdtemp(prefix="ecv-")  # short: unix socket paths are limited to 107 bytes
+    addr = f"ipc://{sockdir}/v.rpc"
+    rpc = RpcThread("vision-rpc", maint.server(addr, vm), stop)
+    try:
+        with RpcClient(addr, "test", timeout_ms=3000) as cli:
+            with pytest.raises(RemoteError) as e:
+                cli.call("snapshot", m.SnapshotRequest("cam1"), m.Snapshot)
+            assert e.value.code == "encode" and "shape (180, 320)" in str(e.value)
+            assert [c.camera for c in cli.call("cameras", m.Empty(), m.CamerasReply).cameras] == ["cam1"]
+        rpc.check()
+        assert rpc.alive()
+    finally:
+        stop.set()
+        rpc.close()
+        shutil.rmtree(sockdir, ignore_errors=True)

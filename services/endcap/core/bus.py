@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
@@ -176,17 +177,21 @@ class RpcServer:
         except pynng.NNGException as e:
             raise BusError(f"cannot listen on {address}: {e}") from e
 
-    def serve_one(self) -> bool:
-        """Wait up to the receive timeout for one request and answer it. True if one was answered."""
+    def serve_one(self, via: "pynng.Context | None" = None) -> bool:
+        """Wait up to the receive timeout for one request and answer it. True if one was answered.
+
+        ``via``: a context of this server (``new_context``), so several threads can answer at once.
+        """
+        sock = self._sock if via is None else via
         try:
-            data = self._sock.recv()
+            data = sock.recv()
         except pynng.Timeout:
             return False
         except pynng.NNGException as e:
             raise BusError(f"rpc receive: {e}") from e
         reply_id, reply = self._dispatch(data)
         try:
-            self._sock.send(self.codec.encode(reply, msg_id=reply_id))
+            sock.send(self.codec.encode(reply, msg_id=reply_id))
         except pynng.NNGException as e:
             log.warning("rpc reply %s not sent: %s", reply_id, e)
         return True
@@ -208,8 +213,91 @@ class RpcServer:
             return env.id, m.Reply(False, error=m.ErrorInfo(e.code, e.message))
         return env.id, m.Reply(True, result=msgspec.Raw(msgspec.msgpack.encode(result)))
 
+    def new_context(self) -> "pynng.Context":
+        """A context of this server's socket: one more request answered at a time (timeouts inherited)."""
+        return self._sock.new_context()
+
     def close(self) -> None:
         self._sock.close()
+
+
+def contained(method: str, fn: Handler) -> Handler:
+    """``fn`` with any unexpected exception logged (with its traceback) and answered as an error reply
+    (code ``internal``) instead of ending the RPC thread: for handlers, like the maintenance page's, whose
+    bugs must not take a production service's queries down with them."""
+
+    def call(params: Any) -> Any:
+        try:
+            return fn(params)
+        except EndcapError:
+            raise
+        except Exception as e:
+            log.exception("rpc %s failed", method)
+            raise EndcapError(f"{method}: internal error ({type(e).__name__}: {e})"[:500], code="internal") from e
+
+    return call
+
+
+class RpcThread:
+    """An ``RpcServer`` answered by ``workers`` threads of its own until ``stop``, for services whose main
+    thread does other work. With ``workers`` > 1 each thread answers on its own context, so a slow handler
+    holds up only its own thread. ``server`` is already listening (a bind error raises in the caller).
+
+    The main loop calls ``check()`` each turn: once a worker has died while ``stop`` is not set it raises
+    ``BusError`` naming the cause, the service exits non-zero and systemd restarts it (a service must not
+    run on with its queries unanswered). ``thread_exit`` runs in each worker thread as it ends (e.g. to
+    close a per-thread database connection).
+    """
+
+    def __init__(self, name: str, server: RpcServer, stop: threading.Event, *, workers: int = 1,
+                 thread_exit: Callable[[], None] | None = None) -> None:
+        if workers < 1:
+            raise ValueError(f"workers {workers}: must be at least 1")
+        self.name, self.server, self._stop, self._exit = name, server, stop, thread_exit
+        self.failure: BaseException | None = None
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._run, args=(workers > 1,), name=f"{name}-{i}" if workers > 1 else name,
+                                          daemon=True) for i in range(workers)]
+        for t in self._threads:
+            t.start()
+
+    def _run(self, own_context: bool) -> None:
+        via = self.server.new_context() if own_context else None
+        try:
+            while not self._stop.is_set():
+                self.server.serve_one(via)
+        except BaseException as e:
+            with self._lock:
+                if self.failure is None:
+                    self.failure = e
+            log.error("%s: RPC thread %s stopped: %r", self.name, threading.current_thread().name, e, exc_info=e)
+        finally:
+            if via is not None:
+                try:
+                    via.close()
+                except pynng.NNGException:
+                    pass
+            if self._exit is not None:
+                self._exit()
+
+    def alive(self) -> bool:
+        """Every worker thread still runs."""
+        return all(t.is_alive() for t in self._threads)
+
+    def check(self) -> None:
+        """Raise ``BusError`` if a worker died while the service is not stopping."""
+        if self._stop.is_set() or self.alive():
+            return
+        cause = self.failure
+        why = f"{type(cause).__name__}: {cause}" if cause is not None else "unknown reason"
+        raise BusError(f"{self.name}: RPC thread stopped ({why}); queries are no longer answered")
+
+    def close(self, timeout_s: float = 2.0) -> None:
+        """Join the workers (they end within the receive timeout once ``stop`` is set), then close the server."""
+        deadline = time.monotonic() + timeout_s
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        self.server.close()
 
 
 class RpcClient:

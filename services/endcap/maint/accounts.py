@@ -2,7 +2,7 @@
 
 There is no default account. Provisioning calls ``set_password`` (or ``install_hash`` with a hash made
 elsewhere); until then the service makes a one-time setup code at start (``new_setup_code``) that is
-shown on the HDMI service screen and in the log, works once, expires, and forces a new password.
+shown on the HDMI service screen (never written to the log), works once, expires, and forces a new password.
 Only the SHA-256 of the setup code is stored (it is 80 random bits, so a fast hash is enough).
 Every write is atomic; the file is readable by the service user only.
 """

@@ -18,8 +18,9 @@ from urllib.parse import urlsplit
 from flask import Flask, Response, g, redirect, render_template, request, url_for
 
 from ..core.paths import Paths
-from .audit import AuditLog
+from .audit import AuditLog, RefusalLimit
 from .config import MaintConfig
+from .gate import Head
 from .network import Network, NetworkdApplier, networkd_reload
 from .security import BASE_HEADERS, cross_site_reason, token_ok
 from .sources import Bus, Feeds
@@ -27,6 +28,7 @@ from .store import Session, Store
 from .systemd import Systemd
 
 COOKIE = "__Host-endcap_session"
+UPLOAD_PATH = "/update/upload"
 OPEN_ENDPOINTS = {"static", "auth.login", "auth.setup", "auth.healthz"}
 SETUP_ENDPOINTS = {"auth.account", "auth.logout"}
 
@@ -48,6 +50,9 @@ class Maint:
     clock: Callable[[], float]
     fingerprint: str = ""
     login_slots: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(4))
+    upload_slot: threading.Lock = field(default_factory=threading.Lock)  # one upload at a time
+    refusals: RefusalLimit = field(default_factory=lambda: RefusalLimit(30))
+    audit_lock: threading.Lock = field(default_factory=threading.Lock)
     started_at: float = field(default_factory=time.time)
 
     @property
@@ -73,10 +78,19 @@ def remote() -> str:
 
 
 def audit(action: str, target: str = "", result: str = "ok", user: Optional[str] = None) -> None:
+    """One audit record; those caused by requests without a session (and not a success) are rate-limited."""
     s = session()
     mt = maint()
-    mt.audit.record(user=user if user is not None else (s.user if s else "-"), remote=remote(), action=action,
-                    target=target, result=result, now=mt.clock())
+    who = user if user is not None else (s.user if s else "-")
+    note = None
+    if s is None and who == "-" and not result.startswith("ok"):
+        with mt.audit_lock:
+            allowed, dropped = mt.refusals.allow(mt.clock())
+        if not allowed:
+            return
+        if dropped:
+            note = f"{dropped} earlier refusal(s) without a session not recorded (rate limit)"
+    mt.audit.record(user=who, remote=remote(), action=action, target=target, result=result, now=mt.clock(), note=note)
 
 
 def fail(status: int, message: str, *, action: str = "", target: str = "") -> Response:
@@ -105,6 +119,31 @@ def safe_next(target: str) -> str:
     return target
 
 
+def large_body_rule(mt: Maint) -> Callable[[Head], Optional[tuple[int, str]]]:
+    """The TLS front end's check before relaying a body over 1 MiB: only a bundle upload, from our own
+    origin, with a live session (not a setup-code one), its CSRF token and a fresh password."""
+    def authorize(head: Head) -> Optional[tuple[int, str]]:
+        if head.method != "POST" or head.path != UPLOAD_PATH:
+            return 413, "Only a bundle upload may carry a body this large."
+        sent = {"Origin": head.headers.get("origin"), "Sec-Fetch-Site": head.headers.get("sec-fetch-site")}
+        why = cross_site_reason(head.method, {k: v for k, v in sent.items() if v is not None}, mt.origin)
+        if why:
+            return 403, f"Refused a cross-site request ({why})."
+        sid = head.cookie(COOKIE)
+        now = mt.clock()
+        s = mt.store.get(sid, now) if sid else None
+        if s is None:
+            return 401, "Not logged in (or the session ended). Log in again."
+        if s.must_change:
+            return 403, "Set your password first."
+        if not token_ok(s.csrf, head.headers.get("x-csrf-token")):
+            return 403, "Refused: the security token is missing or stale. Reload the page."
+        if now - s.auth_at > mt.cfg.reauth_s:
+            return 403, "Enter your password again first."
+        return None
+    return authorize
+
+
 def create_app(cfg: MaintConfig, paths: Paths, *, state_dir: Path, origin: str, clock: Callable[[], float] = time.time,
                fingerprint: str = "", feeds: Optional[Feeds] = None) -> Flask:
     app = Flask(__name__, static_folder="static", template_folder="templates")
@@ -114,13 +153,16 @@ def create_app(cfg: MaintConfig, paths: Paths, *, state_dir: Path, origin: str, 
     reload = networkd_reload(cfg.systemd_bus) if cfg.network_reload else None
     mt = Maint(cfg=cfg, paths=paths, state_dir=state_dir, origin=origin,
                store=Store(state_dir / "maint.db", idle_s=cfg.session_idle_s, absolute_s=cfg.session_absolute_s),
-               audit=AuditLog(state_dir / "audit.jsonl"), bus=Bus(paths, cfg.rpc_timeout_ms),
+               audit=AuditLog(state_dir / "audit.jsonl", max_bytes=cfg.audit_max_bytes, keep=cfg.audit_segments),
+               refusals=RefusalLimit(cfg.audit_refusals_per_min), bus=Bus(paths, cfg.rpc_timeout_ms),
                feeds=feeds or Feeds(paths, cfg.services), systemd=Systemd(cfg.systemd_bus, cfg.units),
                network=Network(NetworkdApplier(cfg.network_dir, cfg.network_interface, reload),
-                               cfg.network_interface, cfg.network_confirm_s, clock),
+                               cfg.network_interface, cfg.network_confirm_s, clock,
+                               record=state_dir / "network-pending.json"),
                clock=clock, fingerprint=fingerprint,
                login_slots=threading.BoundedSemaphore(cfg.max_pending_logins))
     app.extensions["maint"] = mt
+    mt.network.recover()  # a change left unconfirmed by a restart rolls back now
 
     from . import views_auth, views_pages, views_actions
     app.register_blueprint(views_auth.bp)

@@ -72,6 +72,13 @@ class MaintConfig(Strict):
     """Concurrent TLS connections."""
     rpc_timeout_ms: Annotated[int, Meta(gt=0)] = 1500
     """Timeout of each bus call the pages make."""
+    audit_max_bytes: Annotated[int, Meta(ge=4096)] = 1 << 20
+    """Size of one audit log segment; a full one moves to ``audit.jsonl.1`` (and so on)."""
+    audit_segments: Annotated[int, Meta(ge=1, le=100)] = 4
+    """Older audit segments kept besides the current one (the oldest is dropped)."""
+    audit_refusals_per_min: Annotated[int, Meta(ge=1)] = 30
+    """Audit records a minute that requests without a session may cause (failed logins, cross-site
+    refusals); more are counted, not written."""
 
     def __post_init__(self) -> None:
         try:

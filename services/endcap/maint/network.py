@@ -5,10 +5,17 @@
 ``NetworkdApplier`` writes the file atomically into the configured directory and asks networkd to
 reload over D-Bus; ``Network`` joins them with a timer thread that waits on an event (confirm) and
 rolls back by itself when the deadline passes.
+
+A change is recorded in ``<state>/network-pending.json`` (the previous file and the deadline) before
+the new file is written, and that record is removed once the change is confirmed or rolled back. If
+writing or reloading fails, the previous file is put back at once and nothing stays pending. At start
+(``recover``), a record left behind (the service or the device restarted inside the window) means the
+change was never confirmed: the previous file is put back.
 """
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -16,6 +23,7 @@ from pathlib import Path
 from typing import Callable, Optional, Protocol
 
 from ..core.atomic import atomic_write
+from ..core.errors import EndcapError
 from .logs import BadInput
 
 log = logging.getLogger(__name__)
@@ -93,6 +101,11 @@ class Pending:
         self.state = "confirmed"
         return True
 
+    def abort(self) -> None:
+        """The change could not be applied (and the previous file is back): nothing is pending."""
+        if self.state == "pending":
+            self.state = "failed"
+
     def expire(self, now: float) -> Optional[Optional[str]]:
         """At/after the deadline of a pending change: mark rolled back and return what to restore."""
         if self.state != "pending" or now < self.deadline:
@@ -104,6 +117,10 @@ class Pending:
 class Applier(Protocol):
     def current(self) -> Optional[str]: ...
     def write(self, content: Optional[str]) -> None: ...
+
+
+class ApplyFailed(EndcapError):
+    code = "network"
 
 
 class NetworkdApplier:
@@ -137,27 +154,82 @@ def networkd_reload(bus_spec: str) -> Callable[[], None]:
 
 
 class Network:
-    def __init__(self, applier: Applier, interface: str, confirm_s: float, clock: Callable[[], float]) -> None:
+    def __init__(self, applier: Applier, interface: str, confirm_s: float, clock: Callable[[], float],
+                 record: Optional[Path] = None) -> None:
         self.applier, self.interface, self.confirm_s, self.clock = applier, interface, confirm_s, clock
+        self.record = record  # where a pending change is remembered across restarts (None: memory only)
         self.machine = Pending()
         self._confirmed = threading.Event()
         self.settled = threading.Event()  # set when a pending change is confirmed or rolled back
         self._lock = threading.Lock()
 
+    def _remember(self) -> None:
+        if self.record is not None:
+            atomic_write(self.record, json.dumps({"previous": self.machine.previous, "applied": self.machine.applied,
+                                                  "deadline": self.machine.deadline}).encode(), mode=0o600)
+
+    def _forget(self) -> None:
+        if self.record is not None:
+            self.record.unlink(missing_ok=True)
+
+    def _restore(self, previous: Optional[str]) -> None:
+        """Put the previous file back; a failing reload is logged (the file is what networkd reads next)."""
+        try:
+            self.applier.write(previous or None)
+        except Exception as e:  # reload failed: the file is back, networkd picks it up on its next reload
+            log.error("network: previous settings written back, but the reload failed: %s", e)
+
+    def recover(self) -> bool:
+        """At start: roll back a change left unconfirmed by a restart. True when one was rolled back."""
+        if self.record is None or not self.record.exists():
+            return False
+        with self._lock:
+            try:
+                rec = json.loads(self.record.read_text())
+                previous = rec["previous"]
+                if previous is not None and not isinstance(previous, str):
+                    raise ValueError("previous is not text")
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                log.error("network: %s does not parse (%s); left as is, nothing rolled back", self.record, e)
+                return False
+            log.warning("network: a change was never confirmed (restart inside the window): rolled back")
+            self._restore(previous)
+            self.machine = Pending(state="rolled-back", previous=previous, applied=rec.get("applied"))
+            self._forget()
+        self.settled.set()
+        return True
+
     def apply(self, s: Settings) -> float:
-        """Write the new settings now; returns the deadline. They roll back unless confirmed by then."""
+        """Write the new settings now; returns the deadline. They roll back unless confirmed by then.
+
+        Raises:
+            BadInput: a change is already pending.
+            ApplyFailed: writing or reloading failed; the previous settings are back, nothing is pending.
+        """
         with self._lock:
             content = s.render(self.interface)
-            self.machine.apply(self.applier.current(), content, self.clock(), self.confirm_s)
+            previous = self.applier.current()
+            self.machine.apply(previous, content, self.clock(), self.confirm_s)
             self._confirmed.clear()
             self.settled.clear()
-            self.applier.write(content)
+            try:
+                self._remember()
+                self.applier.write(content)
+            except Exception as e:
+                self._restore(previous)
+                self.machine.abort()
+                self._forget()
+                self.settled.set()
+                raise ApplyFailed(f"network: the new settings could not be applied ({str(e)[:200]}); "
+                                  "the previous settings are back") from e
         threading.Thread(target=self._watch, name="maint-net-rollback", daemon=True).start()
         return self.machine.deadline
 
     def confirm(self) -> bool:
         with self._lock:
             ok = self.machine.confirm(self.clock())
+            if ok:
+                self._forget()
         if ok:
             self._confirmed.set()
             self.settled.set()
@@ -171,5 +243,6 @@ class Network:
             if restore is None:
                 return
             log.warning("network change not confirmed within %.0f s: rolled back", self.confirm_s)
-            self.applier.write(restore or None)
+            self._restore(restore or None)
+            self._forget()
         self.settled.set()

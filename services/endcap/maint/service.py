@@ -2,7 +2,7 @@
 
 At start: the certificate (installed, or self-signed once into the state dir) and its fingerprint; when
 no technician account exists, a fresh one-time setup code. Both go to ``<run>/maint-screen.txt`` for the
-HDMI service screen (the code also to the log). The page's URL goes to ``<run>/maint.url``.
+HDMI service screen (the log names that file, never the code). The page's URL goes to ``<run>/maint.url``.
 """
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ from ..core.errors import BusError, EndcapError
 from ..core.health import HealthPublisher, HealthState
 from ..core.runner import ServiceContext
 from . import accounts
-from .app import create_app
+from .app import create_app, large_body_rule
 from .config import MaintConfig
+from .gate import SMALL_BODY
 from .server import TlsServer
 from .sources import Feeds
 from .tlscert import ensure_certificate, fingerprint
@@ -67,16 +68,21 @@ def main(ctx: ServiceContext) -> None:
     try:
         # the origin depends on the port actually bound (port 0 in tests), so bind first, then build the app
         holder: dict = {}
+        # waitress's own limit is the upload limit; the front end relays a body over 1 MiB only for a
+        # logged-in upload (large_body_rule), so nobody can fill the spool dir without a session
         server = TlsServer(lambda environ, start: holder["app"](environ, start), bind=cfg.bind, port=cfg.port,
                            cert=cert, key=key, max_connections=cfg.max_connections,
-                           max_body=cfg.max_upload_bytes + (1 << 20))
+                           max_body=max(cfg.max_upload_bytes, SMALL_BODY),
+                           authorize=lambda head: holder["authorize"](head))
         origin = cfg.effective_origin(server.port)
         holder["app"] = create_app(cfg, ctx.paths, state_dir=state, origin=origin, fingerprint=fp, feeds=feeds)
+        holder["authorize"] = large_body_rule(holder["app"].extensions["maint"])
         server.start()
         atomic_write(run_dir / URL_FILE, (origin + "\n").encode())
         atomic_write(run_dir / SCREEN_FILE, screen_text(origin, fp, code, cfg.setup_code_ttl_s).encode(), mode=0o640)
-        if code:
-            log.warning("no technician password set: one-time setup code %s (valid %.0f h)", code, cfg.setup_code_ttl_s / 3600)
+        if code:  # the code itself goes to the service screen only, never to the journal
+            log.warning("no technician password set: the one-time setup code (valid %.0f h) is on the service "
+                        "screen, %s", cfg.setup_code_ttl_s / 3600, run_dir / SCREEN_FILE)
         log.info("maintenance page at %s (fingerprint %s)", origin, fp)
         health = HealthState("maint", stale_after_s=30.0)
         pub = Publisher(ctx.paths.pub_address("maint"), "maint")

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 class Failure:
     service: str
     reason: str
+    answered: bool = False  # True: the service answered with an error; False: no answer (it may have acted)
 
     def __bool__(self) -> bool:
         return False
@@ -85,7 +86,7 @@ class Bus:
         except BusTimeout:
             return Failure(service, f"{service} is not answering")
         except RemoteError as e:
-            return Failure(service, f"{service} refused: {e.message} [{e.code}]")
+            return Failure(service, f"{service} refused: {e.message} [{e.code}]", answered=True)
         except BusError as e:
             return Failure(service, f"{service} is not answering ({e.message})")
 

@@ -1,4 +1,7 @@
-"""systemd control through its D-Bus API (pydbus): unit state, restart, reboot — allowlisted units only.
+"""systemd control through its D-Bus API (pydbus): unit state and restart (allowlisted units only), and
+reboot through logind (``org.freedesktop.login1.Manager.Reboot(false)``: an orderly reboot that stops
+every unit, allowed to ``endcap-maint`` by polkit; systemd1's ``Reboot`` is the forced last step that
+needs CAP_SYS_BOOT, which the service does not have).
 
 ``bus`` is ``system`` on the device or a bus address (the private test bus with the stand-in from
 ``endcap.sim.systemd_manager``). pydbus/GLib are imported on first use; their errors become ``EndcapError``.
@@ -12,6 +15,8 @@ from ..core.errors import EndcapError
 
 BUS_NAME = "org.freedesktop.systemd1"
 MANAGER_PATH = "/org/freedesktop/systemd1"
+LOGIN1_NAME = "org.freedesktop.login1"
+LOGIN1_PATH = "/org/freedesktop/login1"
 
 
 class NotAllowed(EndcapError):
@@ -63,4 +68,5 @@ class Systemd:
         return self._call(lambda bus: str(bus.get(BUS_NAME, MANAGER_PATH).RestartUnit(unit, "replace")))
 
     def reboot(self) -> None:
-        self._call(lambda bus: bus.get(BUS_NAME, MANAGER_PATH).Reboot())
+        """An orderly reboot via logind (interactive=false: polkit decides, nobody is asked)."""
+        self._call(lambda bus: bus.get(LOGIN1_NAME, LOGIN1_PATH)["org.freedesktop.login1.Manager"].Reboot(False))

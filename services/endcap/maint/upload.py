@@ -3,7 +3,9 @@
 The first bytes must be a squashfs superblock magic (``hsqs``: every RAUC bundle starts with one) or
 the upload is refused before anything is written; the size limit is enforced on the declared length
 and again on the bytes actually read. Verification proper (signature, compatible, version) is the
-updater's, through RAUC.
+updater's, through RAUC. Each upload gets its own random name; once the updater accepted it, the
+updater owns the file (and removes it after installing); the page removes it only when the updater
+answered with a refusal.
 """
 from __future__ import annotations
 
@@ -39,9 +41,9 @@ def receive(stream: BinaryIO, length: int | None, directory: Path, limit: int) -
     if head != MAGIC:
         raise UploadError("upload: this is not a RAUC bundle (no squashfs header at the start)", 415, "not_bundle")
     directory.mkdir(parents=True, exist_ok=True)
-    for old in directory.glob("bundle-*"):  # one upload at a time is kept
-        old.unlink(missing_ok=True)
-    final = directory / f"bundle-{secrets.token_hex(8)}.raucb"
+    # a fresh name per upload; nothing else in the directory is touched (the updater may be installing
+    # an earlier upload from here, and deletes it itself when it is done)
+    final = directory / f"bundle-{secrets.token_hex(16)}.raucb"
     part = final.with_suffix(".part")
     total = len(head)
     try:

@@ -14,7 +14,7 @@ from flask import Blueprint, Response, jsonify, redirect, render_template, reque
 from ..core import messages as m
 from .app import audit, fail, fresh_auth, maint, session
 from .logs import BadInput, LogQuery, diagnostic_path, read, write_diagnostics
-from .network import Settings
+from .network import ApplyFailed, Settings
 from .redact import redact
 from .sources import EMPTY, Failure
 from .systemd import NotAllowed
@@ -59,6 +59,30 @@ def reboot():
     return render_template("error.html", status=200, message="Rebooting. The page comes back in a minute or two.")
 
 
+BUSY_OK = ("idle", "failed")  # updater states in which it takes a new bundle
+
+
+def updater_busy() -> tuple[int, str] | None:
+    """(status, why) when the updater cannot take a bundle now (busy or not answering), else None."""
+    st = maint().bus.call("updater", "status", EMPTY, m.UpdateStatus)
+    if isinstance(st, Failure):
+        return 503, st.reason
+    if st.state not in BUSY_OK:
+        return 409, f"The updater is busy ({st.state}: {st.message}). Wait until it has finished."
+    return None
+
+
+@bp.get("/api/update/ready")
+def upload_ready():
+    """The probe the page asks before sending a bundle: password fresh enough, updater free."""
+    if not fresh_auth(session()):
+        return jsonify({"ok": False, "reauth": True, "message": "Enter your password again first."})
+    busy = updater_busy()
+    if busy is not None:
+        return jsonify({"ok": False, "message": busy[1]})
+    return jsonify({"ok": True, "message": ""})
+
+
 @bp.post("/update/upload")
 def upload():
     mt = maint()
@@ -66,16 +90,30 @@ def upload():
     if refused is not None:
         audit("install", "upload", "refused: re-authentication needed")
         return refused
+    if not mt.upload_slot.acquire(blocking=False):
+        audit("install", "upload", "refused: another upload is in progress")
+        return jsonify({"ok": False, "message": "Another upload is in progress. Wait until it has finished."}), 409
     try:
-        path = receive(request.stream, request.content_length, mt.upload_dir, mt.cfg.max_upload_bytes)
-    except UploadError as e:
-        audit("install", "upload", f"refused: {e}")
-        return jsonify({"ok": False, "message": str(e)}), e.status
-    st = mt.bus.call("updater", "install_file", m.InstallBundleRequest(str(path)), m.UpdateStatus, timeout_ms=30000)
+        busy = updater_busy()
+        if busy is not None:
+            audit("install", "upload", f"refused: {busy[1]}")
+            return jsonify({"ok": False, "message": busy[1]}), busy[0]
+        try:
+            path = receive(request.stream, request.content_length, mt.upload_dir, mt.cfg.max_upload_bytes)
+        except UploadError as e:
+            audit("install", "upload", f"refused: {e}")
+            return jsonify({"ok": False, "message": str(e)}), e.status
+        st = mt.bus.call("updater", "install_file", m.InstallBundleRequest(str(path)), m.UpdateStatus, timeout_ms=30000)
+    finally:
+        mt.upload_slot.release()
     if isinstance(st, Failure):
-        audit("install", path.name, f"refused: {st.reason}")
-        path.unlink(missing_ok=True)
-        return jsonify({"ok": False, "message": st.reason}), 422
+        if st.answered:  # the updater refused it and never took the file: ours to remove
+            path.unlink(missing_ok=True)
+            audit("install", path.name, f"refused: {st.reason}")
+            return jsonify({"ok": False, "message": st.reason}), 422
+        # no answer: the updater may have taken it (then it removes the file itself); the status says
+        audit("install", path.name, f"unknown: {st.reason}")
+        return jsonify({"ok": False, "message": f"{st.reason}; the status below shows whether the install started."}), 504
     audit("install", path.name, f"accepted: {st.state}")
     return jsonify({"ok": True, "message": st.message or st.state, "state": st.state, "progress": st.progress})
 
@@ -134,10 +172,11 @@ def network_apply():
     try:
         s = Settings.parse(request.form)
         deadline = mt.network.apply(s)
-    except BadInput as e:
-        audit("network", "apply", f"refused: {e}")
+    except (BadInput, ApplyFailed) as e:
+        audit("network", "apply", f"{'refused' if isinstance(e, BadInput) else 'failed'}: {e}")
         return render_template("network.html", current=mt.network.applier.current(), machine=mt.network.machine,
-                               iface=mt.cfg.network_interface, confirm_s=mt.cfg.network_confirm_s, error=str(e)), 400
+                               iface=mt.cfg.network_interface, confirm_s=mt.cfg.network_confirm_s,
+                               error=str(e)), 400 if isinstance(e, BadInput) else 503
     audit("network", s.mode, f"applied; rolls back at {time.strftime('%H:%M:%S', time.gmtime(deadline))} UTC unless confirmed")
     return redirect(url_for("pages.network"))
 

@@ -107,8 +107,12 @@ def api_update_status():
     st, error = update_status()
     if st is None:
         return jsonify({"ok": False, "message": error})
+    last = st.history[-1] if st.history else None
     return jsonify({"ok": True, "state": st.state, "progress": st.progress, "message": st.message,
-                    "last_result": st.last_result, "version": st.version, "error": error})
+                    "last_result": st.last_result, "version": st.version, "error": error,
+                    "busy": st.state not in ("idle", "failed"),
+                    "last": {"at": last.at, "version": last.version, "outcome": last.outcome, "reason": last.reason}
+                    if last else None})
 
 
 @bp.get("/models")

@@ -14,15 +14,18 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
+import threading
 import time
 from typing import Callable, Optional
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from ..core import messages as m
+from ..core.errors import EndcapError
 from ..core.health import HealthState
 from .config import PosConfig
 
 PROBE_BUDGET_S = 3.0  # the probe's connect + query limit; the caller's RPC timeout must exceed it
+PROBE_WAIT_S = PROBE_BUDGET_S + 1.0  # the longest a ``test_link`` caller waits, whatever the probe does
 _CONNINFO_PW = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
 
 
@@ -183,3 +186,52 @@ def _probe_rest(cfg: PosConfig) -> str:
     if not isinstance(body, dict):
         raise _ProbeFailed("the API answered, but not with a JSON object")
     return f"the API answered HTTP {resp.status_code} to GET /v2/catalog/list"
+
+
+class ProbeRunner:
+    """Runs ``probe`` on a thread of its own, one at a time, so a slow source never holds up an RPC thread
+    for longer than ``wait_s`` and never more than one (the ``stock`` path keeps its own threads).
+
+    A caller waits at most ``wait_s`` for the result; past it the answer is ``ok=False`` ("did not finish")
+    while the probe thread runs out its own budget. A request while a probe is still running is refused
+    (``EndcapError(code="busy")``): at most one probe thread exists at any time.
+    """
+
+    def __init__(self, cfg: PosConfig, *, wait_s: float = PROBE_WAIT_S,
+                 run: Optional[Callable[[PosConfig], m.PosLinkTest]] = None) -> None:
+        self.cfg, self.wait_s = cfg, wait_s
+        self._run = run or probe
+        self._lock = threading.Lock()
+        self._running = False
+
+    def __call__(self, _req: object = None) -> m.PosLinkTest:
+        with self._lock:
+            if self._running:
+                raise EndcapError("test_link: a link test is still running; try again in a few seconds", code="busy")
+            self._running = True
+        done, box = threading.Event(), []
+        t0 = time.perf_counter()
+        try:
+            threading.Thread(target=self._probe, args=(done, box), name="pos-probe", daemon=True).start()
+        except BaseException:
+            with self._lock:
+                self._running = False
+            raise
+        if not done.wait(self.wait_s):
+            return m.PosLinkTest(ok=False, detail=f"the link test did not finish within {self.wait_s:g} s ({describe(self.cfg)})",
+                                 latency_ms=round((time.perf_counter() - t0) * 1000.0, 2))
+        got = box[0]
+        if isinstance(got, BaseException):
+            raise EndcapError(f"test_link: the probe failed unexpectedly: "
+                              f"{redact(f'{type(got).__name__}: {got}', _secrets(self.cfg))}"[:500], code="probe")
+        return got
+
+    def _probe(self, done: threading.Event, box: list) -> None:
+        try:
+            box.append(self._run(self.cfg))
+        except BaseException as e:  # handed to the caller as an error reply
+            box.append(e)
+        finally:
+            with self._lock:
+                self._running = False
+            done.set()

@@ -1,7 +1,8 @@
 """The ``pos`` service: wires adapter, edge store, poller, bus and health together.
 
-Threads: the main thread polls and publishes; one RPC thread answers queries from its own read-only
-store connection (SQLite WAL lets it read while the poller writes).
+Threads: the main thread polls and publishes (and exits non-zero if an RPC thread died, so systemd
+restarts the service); ``RPC_WORKERS`` RPC threads answer queries, each from its own read-only store
+connection (SQLite WAL lets them read while the poller writes); a link probe runs on a thread of its own.
 Publishes ``pos.basket`` (completed/cancelled transactions), ``pos.stock`` (levels of SKUs that moved)
 and ``pos.health``. Answers ``stock``, ``baskets`` and ``catalogue`` over req/rep, and for the maintenance
 page ``link`` and ``test_link`` (``link.py``).
@@ -13,7 +14,7 @@ import threading
 import time
 
 from ..core import messages as m
-from ..core.bus import Publisher, RpcServer
+from ..core.bus import Publisher, RpcServer, RpcThread, contained
 from ..core.errors import UpstreamError
 from ..core.health import HealthPublisher, HealthState
 from ..core.runner import ServiceContext
@@ -57,25 +58,44 @@ class StockReader:
         return out
 
 
-def _serve_rpc(ctx: ServiceContext, cfg: PosConfig, db_path, ready: threading.Event, health: HealthState) -> None:
-    store = EdgeStore(db_path, readonly=True)
-    reader = StockReader(store, cfg)
-    handlers = {
-        "stock": (m.StockQuery, lambda q: m.StockReply(reader.levels(q.skus[:1000], time.time()))),
-        "baskets": (m.BasketQuery, lambda q: m.BasketsReply(store.baskets_of(q.shopper_id, max(1, min(q.limit, 200))))),
-        "catalogue": (m.CatalogQuery, lambda q: m.CatalogReply(store.catalogue(q.categories[:200], max(1, min(q.limit, 50_000))))),
-        # maintenance page: the link as the poller sees it, and a fresh probe of the source (link.py)
-        "link": (m.Empty, lambda _q: link.link_state(cfg, health, store.newest_source_us(), store.quarantined_count(), time.time())),
-        "test_link": (m.Empty, lambda _q: link.probe(cfg)),
-    }
-    server = RpcServer(ctx.paths.rpc_address("pos"), "pos", handlers)
-    ready.set()
-    try:
-        while not ctx.stop.is_set():
-            server.serve_one()
-    finally:
-        server.close()
-        store.close()
+class Queries:
+    """The RPC handlers. Each RPC thread reads through its own read-only store connection (SQLite
+    connections belong to the thread that opened them); ``close_thread`` closes the calling thread's."""
+
+    def __init__(self, cfg: PosConfig, db_path, health: HealthState) -> None:
+        self.cfg, self.db_path, self.health = cfg, db_path, health
+        self._local = threading.local()
+        self.test_link = link.ProbeRunner(cfg)
+
+    def _reader(self) -> StockReader:
+        reader = getattr(self._local, "reader", None)
+        if reader is None:
+            reader = self._local.reader = StockReader(EdgeStore(self.db_path, readonly=True), self.cfg)
+        return reader
+
+    def close_thread(self) -> None:
+        reader = getattr(self._local, "reader", None)
+        if reader is not None:
+            reader.store.close()
+            self._local.reader = None
+
+    def handlers(self) -> dict:
+        return {
+            "stock": (m.StockQuery, lambda q: m.StockReply(self._reader().levels(q.skus[:1000], time.time()))),
+            "baskets": (m.BasketQuery, lambda q: m.BasketsReply(self._reader().store.baskets_of(q.shopper_id, max(1, min(q.limit, 200))))),
+            "catalogue": (m.CatalogQuery, lambda q: m.CatalogReply(self._reader().store.catalogue(q.categories[:200], max(1, min(q.limit, 50_000))))),
+            # maintenance page: the link as the poller sees it, and a fresh probe of the source on a
+            # thread of its own (link.py); their failures are error replies, never a dead RPC thread
+            "link": (m.Empty, contained("link", self._link)),
+            "test_link": (m.Empty, contained("test_link", self.test_link)),
+        }
+
+    def _link(self, _q: m.Empty) -> m.PosLink:
+        store = self._reader().store
+        return link.link_state(self.cfg, self.health, store.newest_source_us(), store.quarantined_count(), time.time())
+
+
+RPC_WORKERS = 3  # one may wait on a link probe (bounded) while the others answer ``stock`` and the rest
 
 
 def _publish(pub: Publisher, poller: PosPoller, reader: StockReader, out, now: float) -> None:
@@ -96,15 +116,21 @@ def main(ctx: ServiceContext) -> None:
     reader = StockReader(store, cfg)
     pub = Publisher(ctx.paths.pub_address("pos"), "pos")
     health_pub = HealthPublisher(health, pub, cfg.health_interval_s)
-    rpc_ready = threading.Event()
-    rpc = threading.Thread(target=_serve_rpc, args=(ctx, cfg, db_path, rpc_ready, health), name="pos-rpc", daemon=True)
-    rpc.start()
-    rpc_ready.wait(5)
+    queries = Queries(cfg, db_path, health)
+    try:
+        rpc = RpcThread("pos-rpc", RpcServer(ctx.paths.rpc_address("pos"), "pos", queries.handlers()), ctx.stop,
+                        workers=RPC_WORKERS, thread_exit=queries.close_thread)
+    except BaseException:
+        adapter.close()
+        pub.close()
+        store.close()
+        raise
     ctx.ready(f"reading {cfg.adapter} source {cfg.source_name}")
     changed, next_poll, next_health = True, 0.0, 0.0
     try:
         while not ctx.stop.is_set():
             ctx.alive()
+            rpc.check()  # a dead RPC thread: exit non-zero, systemd restarts pos
             now = time.time()
             if changed or now >= next_poll:
                 out, wait_s = poller.cycle(now, changed=changed)
@@ -136,5 +162,6 @@ def main(ctx: ServiceContext) -> None:
     finally:
         adapter.close()
         pub.close()
-        rpc.join(timeout=2)
+        ctx.stop.set()  # the RPC threads end within their receive timeout
+        rpc.close()
         store.close()

@@ -1,19 +1,18 @@
 """The maintenance page's view of signage: what each screen shows (``screens``) and a marked test card
 pushed through the same hub and SSE path as real offers (``push_test_offer``).
 
-Served on ``/run/endcap/signage.rpc`` by its own thread (``serve``), so the page server's socket loop
+Served on ``/run/endcap/signage.rpc`` by its own thread (``server`` run by ``core.bus.RpcThread``), so the page server's socket loop
 never waits on it. A test card has the offer id prefix ``playlist.TEST_PREFIX`` (refused on real offers),
 a short TTL, a "TEST" title and sku, and its proof-of-play records are stored as type ``test``.
 """
 from __future__ import annotations
 
 import secrets
-import threading
 import time
 from typing import Callable, Optional
 
 from ..core import messages as m
-from ..core.bus import RpcServer
+from ..core.bus import RpcServer, contained
 from ..core.errors import EndcapError
 from . import playlist
 from .config import Display
@@ -68,24 +67,10 @@ class SignageMaint:
         return self.screens(m.Empty())
 
 
-def serve(address: str, maint: SignageMaint, stop: threading.Event, ready: threading.Event,
-          failed: list[BaseException]) -> None:
-    """Answer ``screens`` and ``push_test_offer`` until ``stop``; a failure is handed to the main thread."""
-    try:
-        server = RpcServer(address, "signage", {
-            "screens": (m.Empty, maint.screens),
-            "push_test_offer": (m.PushTestOfferRequest, maint.push_test_offer),
-        })
-    except BaseException as e:
-        failed.append(e)
-        ready.set()
-        raise
-    ready.set()
-    try:
-        while not stop.is_set():
-            server.serve_one()
-    except BaseException as e:  # handed to the main thread, which fails the service
-        failed.append(e)
-        raise
-    finally:
-        server.close()
+def server(address: str, maint: SignageMaint) -> RpcServer:
+    """The listening RPC server for ``screens`` and ``push_test_offer`` (run by ``core.bus.RpcThread``);
+    an unexpected failure in either is an error reply, never a dead RPC thread."""
+    return RpcServer(address, "signage", {
+        "screens": (m.Empty, contained("screens", maint.screens)),
+        "push_test_offer": (m.PushTestOfferRequest, contained("push_test_offer", maint.push_test_offer)),
+    })

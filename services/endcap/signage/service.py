@@ -26,7 +26,7 @@ import msgspec
 
 from ..core import messages as m
 from ..core.atomic import atomic_write
-from ..core.bus import Publisher, Subscriber
+from ..core.bus import Publisher, RpcThread, Subscriber
 from ..core.errors import BusTimeout, EndcapError
 from ..core.health import HealthPublisher, HealthState
 from ..core.runner import ServiceContext
@@ -148,21 +148,17 @@ def main(ctx: ServiceContext) -> None:
     failed: list[BaseException] = []
     offers = threading.Thread(target=_offers, args=(ctx, web, failed), name="signage-offers", daemon=True)
     offers.start()
-    rpc_ready = threading.Event()
-    rpc = threading.Thread(target=maint.serve, args=(ctx.paths.rpc_address("signage"), maint.SignageMaint(web, hub),
-                                                     ctx.stop, rpc_ready, failed), name="signage-rpc", daemon=True)
-    rpc.start()
-    rpc_ready.wait(5)
-    ctx.ready(f"serving {url} for {len(cfg.displays)} display(s)")
+    rpc: RpcThread | None = None
     was_ok: bool | None = None
     try:
+        rpc = RpcThread("signage-rpc", maint.server(ctx.paths.rpc_address("signage"), maint.SignageMaint(web, hub)), ctx.stop)
+        ctx.ready(f"serving {url} for {len(cfg.displays)} display(s)")
         while not ctx.stop.is_set():
             wasyncore.loop(timeout=0.25, map=sockets, use_poll=True, count=1)
             ctx.alive()
             if not offers.is_alive() and not ctx.stop.is_set():
                 raise EndcapError(f"offer receiver stopped: {failed[0] if failed else 'unknown reason'}", code="bus")
-            if not rpc.is_alive() and not ctx.stop.is_set():
-                raise EndcapError(f"maintenance RPC stopped: {failed[0] if failed else 'unknown reason'}", code="bus")
+            rpc.check()  # a dead maintenance RPC thread: exit non-zero, systemd restarts signage
             now = time.time()
             health.update(web.screens.snapshot())
             health.counters.update(web.counters.snapshot(), streams=hub.streams, proof_records=proof.records)
@@ -177,7 +173,9 @@ def main(ctx: ServiceContext) -> None:
         server.close()
         wasyncore.close_all(sockets)
         offers.join(timeout=2)
-        rpc.join(timeout=2)
+        if rpc is not None:
+            ctx.stop.set()  # the RPC thread ends within its receive timeout
+            rpc.close()
         pub.close()
         proof.close()
         url_file.unlink(missing_ok=True)

@@ -4,7 +4,9 @@
 starts ``dbus-daemon --nofork --print-address``, and treats the printed address as the readiness
 signal: dbus-daemon prints it only once it listens. ``policy`` is the ``<policy>`` XML the bus uses;
 the default lets every local client own and call anything (a test bus), and a test may pass the
-overlay's real policy file contents instead. ``DBusDaemon.stop`` sends SIGTERM to the PID it started.
+overlay's real policy file contents instead. ``DBusDaemon.stop`` sends SIGTERM to the PID it started,
+closes its pipe and removes the directory only when ``start_dbus`` made it (a caller's ``directory`` is
+left in place, also when startup fails). The parent keeps no handle on the daemon's log file.
 Missing binaries are a clear error: Debian's ``dbus`` (dbus-daemon) provides it, and a bus is never mocked.
 """
 from __future__ import annotations
@@ -32,6 +34,7 @@ class DBusDaemon:
     proc: subprocess.Popen
     directory: Path
     address: str
+    owns_directory: bool = False  # True: start_dbus made ``directory`` and stop() removes it
 
     @property
     def env(self) -> dict[str, str]:
@@ -39,13 +42,23 @@ class DBusDaemon:
         return {"DBUS_SYSTEM_BUS_ADDRESS": self.address, "DBUS_SESSION_BUS_ADDRESS": self.address}
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
+        """Stop the daemon (idempotent); remove the directory if start_dbus created it."""
+        _kill(self.proc)
+        if self.owns_directory:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    """SIGTERM (SIGKILL after 10 s) the daemon by PID, reap it and close our end of its stdout pipe."""
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+    if proc.stdout is not None:
+        proc.stdout.close()
 
 
 def bus_config(socket_path: Path, policy: str = OPEN_POLICY) -> str:
@@ -62,28 +75,37 @@ def bus_config(socket_path: Path, policy: str = OPEN_POLICY) -> str:
 
 def start_dbus(prefix: str = "dbus-", policy: str = OPEN_POLICY, timeout_s: float = 20.0,
                directory: Path | None = None) -> DBusDaemon:
-    """Start a bus whose socket is ``<directory>/bus`` (a fresh temp dir under /tmp when None)."""
+    """Start a bus whose socket is ``<directory>/bus`` (a fresh temp dir under /tmp when None).
+
+    A caller's ``directory`` is never removed, not by a failed start nor by ``stop()``.
+    """
     exe = shutil.which("dbus-daemon")
     if exe is None:
         raise RuntimeError("dbus-daemon not found: install the Debian package dbus (never mocked)")
     if directory is not None:
+        if len(str(directory / "bus")) > 107:
+            raise RuntimeError(f"D-Bus socket path {directory / 'bus'} is longer than 107 bytes; use a shorter root")
         directory.mkdir(parents=True, exist_ok=True)
+    owns = directory is None
     d = directory or Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
-    if len(str(d / "bus")) > 107:
-        raise RuntimeError(f"D-Bus socket path {d / 'bus'} is longer than 107 bytes; use a shorter root")
-    conf = d / "bus.conf"
-    conf.write_text(bus_config(d / "bus", policy))
-    proc = subprocess.Popen([exe, "--nofork", "--nopidfile", f"--config-file={conf}", "--print-address=1"],
-                            stdout=subprocess.PIPE, stderr=open(d / "dbus.log", "wb"))
     try:
-        address = _read_address(proc, d, timeout_s)
+        if len(str(d / "bus")) > 107:
+            raise RuntimeError(f"D-Bus socket path {d / 'bus'} is longer than 107 bytes; use a shorter prefix")
+        conf = d / "bus.conf"
+        conf.write_text(bus_config(d / "bus", policy))
+        with open(d / "dbus.log", "wb") as log:  # the child has its own copy; ours closes at once
+            proc = subprocess.Popen([exe, "--nofork", "--nopidfile", f"--config-file={conf}", "--print-address=1"],
+                                    stdout=subprocess.PIPE, stderr=log)
+        try:
+            address = _read_address(proc, d, timeout_s)
+        except BaseException:
+            _kill(proc)
+            raise
     except BaseException:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        shutil.rmtree(d, ignore_errors=True)
+        if owns:
+            shutil.rmtree(d, ignore_errors=True)
         raise
-    return DBusDaemon(proc, d, address)
+    return DBusDaemon(proc, d, address, owns_directory=owns)
 
 
 def _read_address(proc: subprocess.Popen, d: Path, timeout_s: float) -> str:

@@ -59,8 +59,10 @@ class RaucDevice:
 
     def start(self, timeout_s: float = 20.0) -> None:
         self.log = self.root / f"rauc-{time.monotonic_ns()}.log"
-        self.proc = subprocess.Popen(["rauc", "service", f"--conf={self.conf}", f"--override-boot-slot={self.booted}"],
-                                     env=self.env, stdout=open(self.log, "wb"), stderr=subprocess.STDOUT)
+        with open(self.log, "wb") as log:  # the child keeps its own copy; ours closes at once
+            self.proc = subprocess.Popen(["rauc", "service", f"--conf={self.conf}",
+                                          f"--override-boot-slot={self.booted}"],
+                                         env=self.env, stdout=log, stderr=subprocess.STDOUT)
         wait_for_name(self, "de.pengutronix.rauc", timeout_s)
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
@@ -164,11 +166,20 @@ def prepare(state_dir: Path) -> RaucDevice:
     pki_dir = state_dir / "ota-pki"
     pki = load_pki(pki_dir) if (pki_dir / "keyring.pem").exists() else create_pki(pki_dir)
     dev = make_device(state_dir / "ota-device", pki.keyring, DEV_COMPATIBLE, bus_dir=bus_dir(state_dir))
-    dev.start()
+    start(dev)
     return dev
 
 
+def start(dev: RaucDevice, timeout_s: float = 20.0) -> None:
+    """Start ``dev``'s rauc service; if that fails, stop rauc and the device's bus before re-raising."""
+    try:
+        dev.start(timeout_s)
+    except BaseException:
+        stop(dev)
+        raise
+
+
 def stop(dev: RaucDevice) -> None:
+    """Stop rauc and the bus (by PID); the bus directory goes only if ``start_dbus`` made it."""
     dev.stop()
     dev.bus.stop()
-    shutil.rmtree(dev.bus.directory, ignore_errors=True)

@@ -1,11 +1,13 @@
 """A stand-in for systemd's D-Bus Manager (dev hosts and tests only), over REAL processes.
 
 It owns ``org.freedesktop.systemd1`` on a private bus (``endcap.sim.dbus``) and implements the subset the
-maintenance page uses: Manager ``GetUnit``, ``RestartUnit``, ``StartUnit``, ``StopUnit``, ``Reboot`` and
-each unit's ``ActiveState``/``SubState``/``MainPID``. Its units are real Endcap services started with
+maintenance page uses: Manager ``GetUnit``, ``RestartUnit``, ``StartUnit``, ``StopUnit`` and each unit's
+``ActiveState``/``SubState``/``MainPID``. Its units are real Endcap services started with
 ``endcap.launcher.ServiceProcess`` in one ``--root``: restarting a unit stops that process (SIGTERM) and
 starts a new one, and the unit is ``active`` only once the new process sent its own ``READY=1``, as with
-``Type=notify``. ``Reboot`` stops every unit and writes ``--reboot-file`` (there is no machine to reboot).
+``Type=notify``. It also owns ``org.freedesktop.login1`` with logind's Manager ``Reboot(b interactive)``,
+the orderly reboot: it stops every unit and writes ``--reboot-file`` (there is no machine to reboot).
+systemd1's own ``Reboot`` (the forced last step, no units stopped) is deliberately absent.
 
     python -m endcap.sim.systemd_manager --bus ADDRESS --root ROOT --unit endcap-signage.service=signage ...
 
@@ -24,6 +26,8 @@ from ..launcher import ServiceProcess
 
 BUS_NAME = "org.freedesktop.systemd1"
 MANAGER_PATH = "/org/freedesktop/systemd1"
+LOGIN1_NAME = "org.freedesktop.login1"
+LOGIN1_PATH = "/org/freedesktop/login1"
 
 
 def unit_path(name: str) -> str:
@@ -89,13 +93,12 @@ class Manager:
         <method name="RestartUnit"><arg name="name" type="s" direction="in"/><arg name="mode" type="s" direction="in"/><arg name="job" type="o" direction="out"/></method>
         <method name="StartUnit"><arg name="name" type="s" direction="in"/><arg name="mode" type="s" direction="in"/><arg name="job" type="o" direction="out"/></method>
         <method name="StopUnit"><arg name="name" type="s" direction="in"/><arg name="mode" type="s" direction="in"/><arg name="job" type="o" direction="out"/></method>
-        <method name="Reboot"/>
       </interface>
     </node>
     """
 
-    def __init__(self, units: dict[str, Unit], reboot_file: Path | None) -> None:
-        self.units, self.reboot_file = units, reboot_file
+    def __init__(self, units: dict[str, Unit]) -> None:
+        self.units = units
         self._jobs = 0
 
     def _unit(self, name: str) -> Unit:
@@ -121,13 +124,27 @@ class Manager:
     def StopUnit(self, name: str, mode: str) -> str:
         return self._job(self._unit(name).stop)
 
-    def Reboot(self) -> None:
-        def reboot() -> None:
+
+
+class Login1:
+    """
+    <node>
+      <interface name="org.freedesktop.login1.Manager">
+        <method name="Reboot"><arg name="interactive" type="b" direction="in"/></method>
+      </interface>
+    </node>
+    """
+
+    def __init__(self, units: dict[str, Unit], reboot_file: Path | None) -> None:
+        self.units, self.reboot_file = units, reboot_file
+
+    def Reboot(self, interactive: bool) -> None:
+        def reboot() -> None:  # logind asks systemd for reboot.target: every unit stops first
             for u in self.units.values():
                 u.stop()
             if self.reboot_file is not None:
-                self.reboot_file.write_text(f"{time.time()}\n")
-        self._job(reboot)
+                self.reboot_file.write_text(f"{time.time()} login1 interactive={bool(interactive)}\n")
+        threading.Thread(target=reboot, daemon=True).start()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -138,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bus", required=True, help="D-Bus address to own org.freedesktop.systemd1 on")
     ap.add_argument("--root", required=True, help="the Endcap root the units run in")
     ap.add_argument("--unit", action="append", default=[], help="UNIT=SERVICE, e.g. endcap-pos.service=pos")
-    ap.add_argument("--reboot-file", type=Path, help="written when Reboot is called")
+    ap.add_argument("--reboot-file", type=Path, help="written when login1's Reboot is called")
     ap.add_argument("--no-start", action="store_true", help="leave the units inactive at start")
     args = ap.parse_args(argv)
     logs = Path(args.root) / "log"
@@ -153,9 +170,10 @@ def main(argv: list[str] | None = None) -> int:
         for u in units.values():
             u.start()
     bus = pydbus.connect(args.bus)
-    manager = Manager(units, args.reboot_file)
+    manager = Manager(units)
     objects = [(MANAGER_PATH, manager)] + [(unit_path(n), u) for n, u in units.items()]
     publication = bus.publish(BUS_NAME, *objects)
+    login1 = bus.publish(LOGIN1_NAME, (LOGIN1_PATH, Login1(units, args.reboot_file)))
     loop = GLib.MainLoop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, sig, loop.quit)
@@ -163,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         loop.run()
     finally:
+        login1.unpublish()
         publication.unpublish()
         for u in units.values():
             u.stop()

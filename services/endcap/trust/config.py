@@ -34,6 +34,9 @@ class TrustConfig(Strict):
     """How often the service proves the TPM still answers (epoch read + anchor check): its health work."""
     health_interval_s: Annotated[float, Meta(gt=0)] = 2.0
     """How often ``trust.health`` and ``trust.model`` are published (also on every change)."""
+    firmware_floor_file: str = ""
+    """The updater's floor file (its committed version + epoch): ``raise_firmware_floor`` never goes above its
+    epoch. Empty: ``<state>/updater/floor.json`` (the updater's default)."""
 
     def __post_init__(self) -> None:
         if not self.compatible.strip():

@@ -6,6 +6,11 @@ owner NV index holding the counter's base (the epoch-0 value), so epoch = counte
 index carries ``sha256(PURPOSE)`` where the model anchor carries the root key hash, so a model anchor
 can never be read as a firmware base (or the other way round).
 
+Who may raise it: the counter itself can be incremented by anyone with TPM access, so the service caps a
+raise by what the updater committed: the epoch in the updater's floor file (``committed_epoch``), which only
+the updater writes, after RAUC verified the bundle's signature and the new slot proved healthy. A caller
+on the bus can then raise the floor at most to the epoch of firmware this device already runs.
+
 Enrolment: ``enrol`` defines both once (needs owner auth: empty on a fresh TPM, i.e. on the staging
 bench and in tests/dev runs). ``read`` enrols on first use while owner auth is still empty and
 otherwise reports ``anchor`` (not enrolled) — never an unverified floor.
@@ -13,7 +18,12 @@ otherwise reports ``anchor`` (not enrolled) — never an unverified floor.
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
+from typing import Optional
 
+import msgspec
+
+from ..core.bundlever import FloorFile
 from ..core.errors import IntegrityError
 from .tpm import Anchor, Tpm
 
@@ -60,14 +70,29 @@ def read(tpm: Tpm, *, enrol_missing: bool = True) -> int:
     return tpm.epoch()
 
 
-def raise_to(tpm: Tpm, epoch: int) -> int:
-    """Raise the floor to ``epoch`` (never lowers it); return the floor now.
+def committed_epoch(path: Path) -> int:
+    """The epoch the updater committed (its floor file). Raises: IntegrityError(code="epoch_cap") when the file
+    is missing or unreadable: then nothing was committed and no raise is allowed."""
+    try:
+        return msgspec.json.decode(Path(path).read_bytes(), type=FloorFile).epoch
+    except (OSError, msgspec.DecodeError) as e:
+        raise IntegrityError(f"committed floor file {path} not readable ({e}): no raise without it",
+                             code="epoch_cap") from e
 
-    Raises: IntegrityError ``epoch`` (negative, or more than MAX_EPOCH_STEP above the floor), TPM faults.
+
+def raise_to(tpm: Tpm, epoch: int, *, cap: Optional[int] = None) -> int:
+    """Raise the floor to ``epoch`` (never lowers it); return the floor now. ``cap``: the highest epoch
+    a raise may reach (the committed epoch); None only for provisioning and tests.
+
+    Raises: IntegrityError ``epoch`` (negative, or more than MAX_EPOCH_STEP above the floor), ``epoch_cap``
+    (above ``cap``), TPM faults.
     """
     if epoch < 0:
         raise IntegrityError(f"firmware security epoch {epoch} is negative", code="epoch")
     current = read(tpm)
     if epoch <= current:
         return current
+    if cap is not None and epoch > cap:
+        raise IntegrityError(f"firmware security epoch {epoch} is above the committed epoch {cap}: not raised",
+                             code="epoch_cap")
     return tpm.raise_epoch(epoch)

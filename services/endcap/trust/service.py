@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Optional
 
 from ..core import messages as m
-from ..core.bus import Publisher, RpcServer
-from ..core.errors import BusError, EndcapError, IntegrityError
+from ..core.bus import Publisher, RpcServer, contained
+from ..core.errors import BusError, EndcapError, IntegrityError, UpdateError
 from ..core.health import HealthPublisher, HealthState
 from ..core.runner import ServiceContext
 from .attest import EventLog, verify_quote
@@ -151,14 +151,18 @@ class TrustService:
         return m.ModelsReply(active=self.store.active, previous=previous, attested=self.active(req).attested)
 
     def rollback(self, _req: m.Empty) -> m.Installed:
-        """Re-activate the previous model through the install path (``ModelStore.rollback``); publishes
-        ``trust.model``. Refused (active model untouched) when there is none or it no longer verifies."""
+        """Re-activate the previous model, verified in place as an install would be (``ModelStore.rollback``);
+        publishes ``trust.model``. Refused (active and previous untouched) when there is none, it no longer
+        verifies, or it fails its health check."""
         try:
             model = self.store.rollback()
         except IntegrityError as e:
             log.warning("rollback refused: [%s] %s", e.code, e)
             if e.code.startswith("tpm_"):
                 self._failed(e)
+            raise
+        except UpdateError as e:  # no previous model, or it failed its health check: active and previous unchanged
+            log.warning("rollback not done: [%s] %s", e.code, e)
             raise
         log.info("rolled back to model %s %s", model.name, model.version)
         self.changed = True
@@ -178,10 +182,19 @@ class TrustService:
             log.warning("firmware floor not read: [%s] %s", e.code, e)
             return m.FirmwareFloor(epoch=None, tpm=e.code, reason=f"[{e.code}] {e}")
 
+    committed_floor_file: Optional[Path] = None  # the updater's floor file: caps raise_firmware_floor (set by main)
+
     def raise_firmware_floor(self, req: m.RaiseFirmwareFloorRequest) -> m.FirmwareFloor:
-        """Raise the firmware floor to ``req.epoch`` (a no-op at or below it). Errors are error replies."""
+        """Raise the firmware floor to ``req.epoch`` (a no-op at or below it), never above the epoch the updater
+        committed in its floor file (``epoch_cap`` otherwise): any bus client may ask, only committed firmware
+        sets how far. Errors are error replies."""
         with fwf.open_floor(self.cfg.tcti) as tpm:
-            epoch = fwf.raise_to(tpm, req.epoch)
+            cap = None
+            if req.epoch > fwf.read(tpm):
+                if self.committed_floor_file is None:
+                    raise IntegrityError("no committed floor file configured: no raise", code="epoch_cap")
+                cap = fwf.committed_epoch(self.committed_floor_file)
+            epoch = fwf.raise_to(tpm, req.epoch, cap=cap)
         log.info("firmware floor now %d", epoch)
         return m.FirmwareFloor(epoch=epoch, tpm="ok")
 
@@ -190,14 +203,17 @@ def main(ctx: ServiceContext) -> None:
     cfg: TrustConfig = ctx.config
     health = HealthState("trust", stale_after_s=max(3 * cfg.check_interval_s, 10.0))
     svc = TrustService(cfg, ctx.state_dir(), ctx.paths.run_dir, health)
+    svc.committed_floor_file = (Path(cfg.firmware_floor_file) if cfg.firmware_floor_file
+                                else ctx.paths.service_state("updater") / "floor.json")
     pub = Publisher(ctx.paths.pub_address("trust"), "trust")
     health_pub = HealthPublisher(health, pub, cfg.health_interval_s)
     server = RpcServer(ctx.paths.rpc_address("trust"), "trust", {
         "active": (m.Empty, svc.active),
         "install": (m.InstallRequest, svc.install),
         "attest": (m.AttestRequest, svc.attest),
-        "models": (m.Empty, svc.models),
-        "rollback": (m.Empty, svc.rollback),
+        # the maintenance page's: a failure there is an error reply, never a crashed trust service
+        "models": (m.Empty, contained("models", svc.models)),
+        "rollback": (m.Empty, contained("rollback", svc.rollback)),
         "firmware_floor": (m.Empty, svc.firmware_floor),
         "raise_firmware_floor": (m.RaiseFirmwareFloorRequest, svc.raise_firmware_floor),
     })

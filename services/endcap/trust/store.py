@@ -18,8 +18,10 @@ Invariants:
 - The counter is raised only after an activated model passed its health check; a failing check
   restores the previous model by itself (``UpdateError(code="health_check_failed")``).
 - Each activation (including a rollback) is measured: event log first, then PCR extend.
-- ``rollback`` re-installs ``previous`` through ``install`` (the same checks; the epoch floor refuses a
-  previous model older than it), so after it ``previous`` names the model that was active.
+- ``rollback`` verifies ``previous`` in place with the same checks as ``install`` (the epoch floor refuses a
+  previous model older than it) and activates it where it lies, so after it ``previous`` names the model
+  that was active. A kept version is never removed to be replaced by an identical copy: a failed
+  activation (health check) restores both links and leaves every kept directory on disk.
 - Without a TPM nothing is installed or loaded; there is no unverified path.
 """
 from __future__ import annotations
@@ -164,11 +166,29 @@ class ModelStore:
         return man, raw, sig, hashlib.sha256(raw).hexdigest()
 
     def _verify_in_place(self, tpm: Tpm, d: Path) -> Installed:
+        st = self._verified_in_place(tpm, d)
+        return _installed(st.manifest, st.digest, d)
+
+    def _verified_in_place(self, tpm: Tpm, d: Path) -> Staged:
+        """``d`` fully verified where it lies (signature, header checks, every file's hash), nothing copied."""
         where = f"model package {d}"
         man, _raw, _sig, digest = self._header(tpm, d, where)
         for f in man.files:
             hash_file(d / f.path, f, f"{where}: {f.path}")
-        return _installed(man, digest, d)
+        return Staged(d, man, digest)
+
+    def _kept_copy(self, tpm: Tpm, dest: Path, staged: Staged) -> bool:
+        """True when ``dest`` (a kept version) already holds exactly ``staged``, verified now: it is used
+        as it is, never removed and replaced (it may be the ``previous`` model a failed activation returns to)."""
+        if dest.resolve() == staged.directory.resolve():
+            return True  # verified in place by the caller (rollback)
+        if dest.is_symlink() or not dest.is_dir():
+            return False
+        try:
+            return self._verified_in_place(tpm, dest).digest == staged.digest
+        except IntegrityError as e:
+            log.info("kept copy %s does not verify ([%s] %s); replacing it", dest, e.code, e)
+            return False
 
     # --- staging --------------------------------------------------------------------------------
 
@@ -246,15 +266,24 @@ class ModelStore:
     def activate(self, tpm: Tpm, staged: Staged, health_check: HealthCheck) -> Installed:
         """Make ``staged`` active; roll back by itself if ``health_check`` fails. Returns the active model."""
         old = self._target("active")
+        old_previous = self._target("previous")
         if self._active is not None and self._active.digest == staged.digest:
-            shutil.rmtree(staged.directory, ignore_errors=True)
+            if staged.directory.resolve() != (old.resolve() if old is not None else None):
+                shutil.rmtree(staged.directory, ignore_errors=True)
             return self._active  # the same package again: nothing to do
         self.versions.mkdir(parents=True, exist_ok=True)
         dest = self.versions / staged.digest[:16]
-        if dest.exists():  # re-installing a kept version: replace it with the freshly verified copy
-            shutil.rmtree(dest)
-        os.rename(staged.directory, dest)
-        fsync_dir(self.versions)
+        kept = self._kept_copy(tpm, dest, staged)
+        if kept:
+            if staged.directory.resolve() != dest.resolve():
+                shutil.rmtree(staged.directory, ignore_errors=True)
+        else:
+            if dest.is_symlink() or (dest.exists() and not dest.is_dir()):
+                dest.unlink()
+            elif dest.exists():  # a copy under this name that does not verify
+                shutil.rmtree(dest)
+            os.rename(staged.directory, dest)
+            fsync_dir(self.versions)
         new = _installed(staged.manifest, staged.digest, dest)
         before = self._active
         if old is not None and old != dest:
@@ -267,10 +296,13 @@ class ModelStore:
         except (EndcapError, OSError) as e:
             log.warning("model %s %s failed its health check (%s); rolling back", new.name, new.version, e)
             self._link("active", old if old != dest else None)
+            # ``previous`` names what it named before; a kept copy (e.g. the rollback target) stays on disk
+            self._link("previous", old_previous if kept or old_previous != dest else None)
             self._active = before
             if before is not None:
                 self.measure(tpm, before)
-            shutil.rmtree(dest, ignore_errors=True)
+            if not kept:
+                shutil.rmtree(dest, ignore_errors=True)
             raise UpdateError(f"model {new.name} {new.version} failed its health check and was rolled back: {e}",
                               code="health_check_failed") from e
         if new.security_epoch > tpm.epoch():
@@ -328,8 +360,9 @@ class ModelStore:
                 return None
 
     def rollback(self, health_check: Optional[HealthCheck] = None) -> Installed:
-        """Re-activate the previous model through the install path (signature, compatible, epoch against
-        the TPM floor, hash-while-copy, health check, measurement). Refusals leave the active model as it was.
+        """Re-activate the previous model after verifying it in place as ``install`` would (signature,
+        compatible, epoch against the TPM floor, every file's hash), then health check and measurement.
+        Refusals and a failed health check leave the active and previous models as they were.
 
         Raises:
             UpdateError(code="no_previous"): there is no previous model to return to.
@@ -338,10 +371,14 @@ class ModelStore:
         target = self._target("previous")
         if target is None or not target.is_dir() or target == self._target("active"):
             raise UpdateError("rollback: there is no previous model to return to", code="no_previous")
-        try:
-            return self.install(target, health_check)
-        except IntegrityError as e:
-            raise IntegrityError(f"rollback refused: {e.message}", code=e.code) from e
+        with self._open_tpm() as tpm:
+            try:
+                staged = self._verified_in_place(tpm, target)
+            except IntegrityError as e:
+                raise IntegrityError(f"rollback refused: {e.message}", code=e.code) from e
+            # activated where it lies (no re-staging into its own directory): a failed health check
+            # leaves it on disk and still ``previous``
+            return self.activate(tpm, staged, health_check or (lambda m: self._reverify(tpm, m)))
 
     def _reverify(self, tpm: Tpm, model: Installed) -> None:
         again = self._verify_in_place(tpm, Path(model.path))

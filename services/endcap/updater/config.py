@@ -53,6 +53,12 @@ class UpdaterConfig(Strict):
     floor file is kept in sync) or ``file`` (only ``floor_file``: devices without a TPM, tests)."""
     trust_timeout_ms: Annotated[int, Meta(gt=0)] = 5000
     """How long a ``firmware_floor``/``raise_firmware_floor`` call to trust may take."""
+    boot_id_file: str = "/proc/sys/kernel/random/boot_id"
+    """Where the kernel's boot id is read: it proves that a reboot asked for really happened (tests point it
+    at a file they change when they play a reboot)."""
+    upload_dir: str = ""
+    """Folder of bundles uploaded on the maintenance page: a bundle handed over by ``install_file`` from
+    inside it is deleted once its install ended (installed, refused or failed); empty: never delete."""
 
     def __post_init__(self) -> None:
         if not self.compatible.strip():
@@ -75,6 +81,10 @@ class UpdaterConfig(Strict):
                 raise ValueError("trusted_root: required when repo_url is set (the TUF root.json from provisioning)")
         if self.trusted_root and not self.trusted_root.startswith("/"):
             raise ValueError(f"trusted_root: {self.trusted_root!r} is not an absolute path")
+        for key in ("boot_id_file", "upload_dir"):
+            value = getattr(self, key)
+            if value and not value.startswith("/"):
+                raise ValueError(f"{key}: {value!r} is not an absolute path")
         if self.floor_source not in ("trust", "file"):
             raise ValueError(f"floor_source: {self.floor_source!r} is not trust or file")
         try:

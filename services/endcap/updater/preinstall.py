@@ -11,7 +11,6 @@ Usage: ``python3 -m endcap.updater.preinstall --floor-file /var/lib/endcap/updat
 from __future__ import annotations
 
 import argparse
-import configparser
 import os
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Mapping, Optional
 
 import msgspec
 
+from ..core import bundlever
 from ..core.errors import IntegrityError
 from . import floor as fl
 
@@ -26,18 +26,14 @@ DEFAULT_FLOOR_FILE = "/var/lib/endcap/updater/floor.json"
 
 
 def bundle_meta(mount_point: str) -> tuple[str, int]:
-    """(version, security epoch) from a mounted bundle's manifest. Raises: IntegrityError."""
+    """(version, security epoch) from a mounted bundle's manifest (``core.bundlever``). Raises: IntegrityError."""
     path = Path(mount_point) / "manifest.raucm"
-    cp = configparser.ConfigParser(interpolation=None)
     try:
-        if not cp.read(path):
-            raise IntegrityError(f"{path}: bundle manifest not readable", code="manifest")
-    except configparser.Error as e:
-        raise IntegrityError(f"{path}: bundle manifest does not parse: {e}", code="manifest") from e
-    version = cp.get("update", "version", fallback=None)
-    if not version:
-        raise IntegrityError(f"{path}: bundle has no [update] version", code="manifest")
-    return version, fl.epoch_of_build(cp.get("update", "build", fallback=""))
+        data = path.read_bytes()
+    except OSError as e:
+        raise IntegrityError(f"{path}: bundle manifest not readable: {e}", code="manifest") from e
+    mf = bundlever.parse_manifest(data, str(path))
+    return mf.version, mf.epoch
 
 
 def read_floor(path: Path) -> fl.FloorFile:

@@ -26,10 +26,21 @@ class InstallProgress:
     error: str = ""
 
 
+UNAVAILABLE = ("ServiceUnknown", "NoReply", "Disconnected", "NameHasNoOwner")
+TIMEOUT = ("Timeout was reached", "org.freedesktop.DBus.Error.Timeout", "TimedOut", "timed out")
+TRANSIENT_CODES = ("rauc_unavailable", "rauc_timeout")  # worth trying again; "rauc" is RAUC's own refusal
+
+
 def _err(what: str, e: BaseException) -> UpdateError:
+    """Translate a GLib/D-Bus error: ``rauc_unavailable`` (not on the bus), ``rauc_timeout`` (no answer in
+    time: transient, never a verdict on a bundle) or ``rauc`` (RAUC answered with an error)."""
     text = str(e)
-    code = "rauc_unavailable" if ("ServiceUnknown" in text or "NoReply" in text or "Disconnected" in text
-                                  or "NameHasNoOwner" in text) else "rauc"
+    if any(t in text for t in UNAVAILABLE):
+        code = "rauc_unavailable"
+    elif any(t in text for t in TIMEOUT):
+        code = "rauc_timeout"
+    else:
+        code = "rauc"
     return UpdateError(f"RAUC {what}: {text}", code=code)
 
 
@@ -113,6 +124,15 @@ class Rauc:
         """``Mark("good"|"bad"|"active", "booted"|"other"|name)``; returns RAUC's message."""
         _name, message = self._call(f"Mark({state}, {slot})", self._proxy.Mark, state, slot)
         return str(message)
+
+    def slot_builds(self) -> dict[str, tuple[str, str]]:
+        """bootname → (bundle.version, bundle.build) that RAUC recorded when it wrote each rootfs slot
+        (from the signature-checked manifest); slots without a record are left out."""
+        out = {}
+        for _name, d in self.slots():
+            if d.get("class") == "rootfs" and "bootname" in d and d.get("bundle.version"):
+                out[str(d["bootname"])] = (str(d["bundle.version"]), str(d.get("bundle.build", "")))
+        return out
 
     def info(self, path: str) -> tuple[str, str]:
         """(compatible, version) of a bundle after RAUC checked its signature against the keyring."""

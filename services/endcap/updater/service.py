@@ -1,10 +1,15 @@
 """The ``updater`` service: runs the pure state machine (machine.py) and carries out its actions.
 
 One loop: req/rep (``status``, ``check``, ``install_file``), the health gate's subscriber, RAUC over
-D-Bus and the poll timer. Network work (TUF poll, bundle download) runs in one worker thread whose
-result comes back to the loop as a machine event; RAUC and the machine are only touched by the loop.
-Actions run in the order the machine gives; a ``Persist`` is written before anything after it runs, so
-a crash never loses a pending confirm.
+D-Bus and the poll timer. Slow work (TUF poll, bundle download, bundle verification) runs in one worker
+thread whose result comes back to the loop as a machine event; the machine and the loop's RAUC connection
+are only touched by the loop (verification opens its own). Actions run in the order the machine gives; a
+``Persist`` is written before anything after it runs, so a crash never loses a pending confirm. A failing
+action (reboot command, RAUC mark, floor raise) becomes an event or a health failure, never an exception
+out of the loop.
+
+``install_file`` only hands a local bundle to the machine and returns (state ``verifying``); the caller
+follows ``updater.status``. Nothing of an uploaded file is read before RAUC checked its signature.
 
 Verification before RAUC writes anything: TUF (signed pointer and bundle target agree; length and
 hashes of the download); RAUC checks the signature against the keyring (``Info``); then compatible,
@@ -26,6 +31,7 @@ from typing import Optional
 
 import msgspec
 
+from ..core import bundlever
 from ..core import messages as m
 from ..core.atomic import atomic_write
 from ..core.bus import Publisher, RpcClient, RpcServer
@@ -39,31 +45,48 @@ from .fetch import Offer, Repo
 from .health import HealthGate
 from .history import Store
 from .preinstall import read_floor
-from .rauc import Rauc, slot_infos
+from .rauc import TRANSIENT_CODES, Rauc, slot_infos
 
 log = logging.getLogger(__name__)
 
 TRANSPORT_CODES = ("[truncated]", "[tampered]", "[length]")  # wrong bytes from the server, not a bad bundle
 
 
-def bundle_manifest(path: str) -> tuple[str, str, int]:
-    """(compatible, version, epoch) from a bundle's manifest (squashfs at offset 0, read with unsquashfs).
+def bundle_manifest(path: str) -> bundlever.Manifest:
+    """A bundle's manifest (squashfs at offset 0, read with unsquashfs).
 
-    Only used after RAUC verified the signature; RAUC's handler re-reads the mounted, verified copy.
-    Raises: IntegrityError(code="manifest").
+    Only called after RAUC verified the signature (``Info``), and its version/compatible are compared
+    with RAUC's answer; RAUC's pre-install handler re-reads the mounted, verified copy. Raises:
+    IntegrityError(code="manifest") for every way it can fail (no unsquashfs, timeout, bytes, syntax).
     """
-    import configparser
-
-    r = subprocess.run(["unsquashfs", "-cat", path, "manifest.raucm"], capture_output=True, text=True, timeout=60)
-    if r.returncode != 0:
-        raise IntegrityError(f"{path}: manifest not readable: {r.stderr.strip()[:200]}", code="manifest")
-    cp = configparser.ConfigParser(interpolation=None)
     try:
-        cp.read_string(r.stdout)
-        return (cp.get("update", "compatible"), cp.get("update", "version"),
-                fl.epoch_of_build(cp.get("update", "build", fallback="")))
-    except configparser.Error as e:
-        raise IntegrityError(f"{path}: manifest does not parse: {e}", code="manifest") from e
+        r = subprocess.run(["unsquashfs", "-cat", path, "manifest.raucm"], capture_output=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise IntegrityError(f"{path}: manifest not readable: {e}", code="manifest") from e
+    if r.returncode != 0:
+        err = r.stderr.decode("utf-8", "replace").strip()[:200]
+        raise IntegrityError(f"{path}: manifest not readable: {err}", code="manifest")
+    return bundlever.parse_manifest(r.stdout, f"{path}: manifest")
+
+
+def read_boot_id(path: str) -> str:
+    """The kernel's boot id (changes on every boot); "" when it cannot be read (then a reboot cannot be proven
+    and the machine falls back to comparing slots)."""
+    if not path:
+        return ""
+    try:
+        return Path(path).read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError) as e:
+        log.warning("boot id not readable from %s (%s): reboots are judged by the booted slot only", path, e)
+        return ""
+
+
+def under(path: str, folder: str) -> bool:
+    """Whether ``path`` (resolved) lies inside ``folder`` (resolved); False when ``folder`` is empty."""
+    if not folder:
+        return False
+    p, d = Path(path).resolve(), Path(folder).resolve()
+    return p != d and p.is_relative_to(d)
 
 
 class Updater:
@@ -91,6 +114,7 @@ class Updater:
         self.results: "queue.Queue[mc.Event]" = queue.Queue()
         self.worker: Optional[threading.Thread] = None
         self.next_poll = 0.0
+        self.upload: Optional[str] = None  # the local bundle being verified/installed (deleted after, if uploaded)
 
     # --- RAUC and facts -----------------------------------------------------------------------
 
@@ -99,8 +123,14 @@ class Updater:
             self.rauc = Rauc(self.cfg.dbus_address)
         return self.rauc
 
-    def running_version(self) -> str:
-        r = self.connect()
+    def drop_rauc(self) -> None:
+        """Close the loop's RAUC connection after an error; the next use opens a fresh one."""
+        if self.rauc is not None:
+            self.rauc.close()
+            self.rauc = None
+
+    def running_version(self, r: Optional[Rauc] = None) -> str:
+        r = r or self.connect()
         booted = [s for s in slot_infos(r.slots()) if s.state == "booted"]
         if booted and booted[0].version:
             return booted[0].version
@@ -123,7 +153,7 @@ class Updater:
             raise UpdateError(f"trust {method}: TPM floor unreadable: {r.reason or r.tpm}", code="floor")
         return r
 
-    def current_floor(self) -> int:
+    def current_floor(self, r: Optional[Rauc] = None) -> int:
         """The floor to enforce: the TPM's (when ``floor_source`` is trust) or the file's, whichever is higher.
 
         A file below the TPM is corrected (the pre-install handler reads it). Raises: UpdateError(code="floor")
@@ -135,14 +165,14 @@ class Updater:
         tpm = self._trust("firmware_floor", m.Empty()).epoch or 0
         if file_epoch < tpm:
             log.info("floor file %s says epoch %d, the TPM %d: correcting the file", self.floor_path, file_epoch, tpm)
-            self._write_floor(tpm)
+            self._write_floor(tpm, r)
         elif file_epoch > tpm:
             log.warning("floor file %s says epoch %d, above the TPM's %d: enforcing the higher", self.floor_path,
                         file_epoch, tpm)
         return max(file_epoch, tpm)
 
-    def _write_floor(self, epoch: int) -> None:
-        atomic_write(self.floor_path, msgspec.json.encode(fl.FloorFile(self.running_version(), epoch)))
+    def _write_floor(self, epoch: int, r: Optional[Rauc] = None) -> None:
+        atomic_write(self.floor_path, msgspec.json.encode(fl.FloorFile(self.running_version(r), epoch)))
 
     def sync_floor(self, epoch: Optional[int] = None) -> None:
         """Write what the pre-install handler enforces: the running version and the epoch floor
@@ -155,15 +185,16 @@ class Updater:
         self._write_floor(max(e, epoch or 0))
 
     def raise_floor(self, epoch: int) -> None:
-        """After mark-good: the TPM counter first (the anchor), then the file."""
+        """After mark-good: the file first (the committed record, which trust caps a raise by), then the
+        TPM counter (the anchor). Raises: UpdateError when RAUC cannot say the running version."""
+        self.sync_floor(epoch)
         if self.cfg.floor_source == "trust":
             try:
                 got = self._trust("raise_firmware_floor", m.RaiseFirmwareFloorRequest(epoch)).epoch
                 log.info("TPM firmware floor now %s", got)
-            except UpdateError as e:  # the file still carries the floor; the next start re-reads the TPM
+            except UpdateError as e:  # the file carries the floor meanwhile; the next commit raises the TPM
                 log.error("TPM firmware floor not raised to %d: %s", epoch, e)
                 self.health.failure(e, time.time())
-        self.sync_floor(epoch)
 
     def recover_interrupted_install(self, booted: str) -> None:
         """An install this process did not see end (the updater was killed or crashed): wait for RAUC to
@@ -281,6 +312,8 @@ class Updater:
                 nxt = self.run_action(a)
                 if nxt is not None:
                     queue.append(nxt)
+        if self.upload is not None and self.state.phase not in (mc.VERIFYING, mc.INSTALLING):
+            self.release_upload()
 
     def run_action(self, a: mc.Action) -> Optional[mc.Event]:
         if isinstance(a, mc.Persist):
@@ -296,7 +329,7 @@ class Updater:
         elif isinstance(a, mc.Download):
             return self.start_download(a.version)
         elif isinstance(a, mc.Verify):
-            return self.verify(a)
+            self._start(lambda: self.verify(a))
         elif isinstance(a, mc.Install):
             try:
                 self.connect().install(a.path)
@@ -304,39 +337,95 @@ class Updater:
             except EndcapError as e:
                 return mc.StepFailed(f"[{e.code}] {e}")
         elif isinstance(a, mc.Reboot):
-            log.warning("rebooting: %s", self.state.message)
-            subprocess.run(self.cfg.reboot_command, check=False, timeout=60)
-        elif isinstance(a, mc.MarkGood):
-            log.info("mark good: %s", self.connect().mark("good", "booted"))
-        elif isinstance(a, mc.MarkBad):
-            log.warning("mark bad: %s", self.connect().mark("bad", "booted"))
+            return self.reboot()
+        elif isinstance(a, (mc.MarkGood, mc.MarkBad)):
+            return self.mark("good" if isinstance(a, mc.MarkGood) else "bad")
         elif isinstance(a, mc.RaiseFloor):
-            self.raise_floor(a.epoch)
+            try:
+                self.raise_floor(a.epoch)
+            except EndcapError as e:  # committed already; the floor follows at the next start/commit
+                log.error("floor not raised to %d: [%s] %s", a.epoch, e.code, e)
+                self.health.failure(e, time.time())
         return None
 
-    def verify(self, a: mc.Verify) -> mc.Event:
+    def reboot(self) -> Optional[mc.Event]:
+        """Run the reboot command; its failure (exit status, missing, hanging) is a RebootFailed event."""
+        log.warning("rebooting: %s", self.state.message)
         try:
-            floor_now = self.current_floor()
+            r = subprocess.run(self.cfg.reboot_command, capture_output=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            return mc.RebootFailed(f"{self.cfg.reboot_command[0]}: {e}", time.time())
+        if r.returncode != 0:
+            err = r.stderr.decode("utf-8", "replace").strip()[-200:]
+            return mc.RebootFailed(f"{' '.join(self.cfg.reboot_command)} exited {r.returncode}: {err}", time.time())
+        return None
+
+    def mark(self, state: str) -> mc.Event:
+        try:
+            msg = self.connect().mark(state, "booted")
         except UpdateError as e:
-            return mc.StepFailed(f"[{e.code}] no install without the floor: {e}")
+            log.error("mark %s failed: [%s] %s", state, e.code, e)
+            self.drop_rauc()
+            return mc.MarkDone(state, False, time.time(), f"[{e.code}] {e}")
+        log.log(logging.INFO if state == "good" else logging.WARNING, "mark %s: %s", state, msg)
+        return mc.MarkDone(state, True, time.time())
+
+    def verify(self, a: mc.Verify) -> mc.Event:
+        """Worker thread: RAUC checks the signature (``Info``, on a connection of its own), then the signed
+        facts are checked: compatible, the offer's version/epoch, the floor. Only a verdict on the bundle is
+        a refusal; RAUC or trust not answering is a transient failure."""
         try:
-            r = self.connect()
+            r = Rauc(self.cfg.dbus_address)
+        except UpdateError as e:
+            return mc.StepFailed(f"[{e.code}] {e}", version=a.version)
+        try:
+            return self._verify(r, a)
+        finally:
+            r.close()
+
+    def _verify(self, r: Rauc, a: mc.Verify) -> mc.Event:
+        try:
+            floor_now = self.current_floor(r)
+        except UpdateError as e:
+            return mc.StepFailed(f"[{e.code}] no install without the floor: {e}", version=a.version)
+        try:
             compatible, version = r.info(a.path)  # RAUC: signature and chain against the keyring
-            _c, _v, epoch = bundle_manifest(a.path)
+        except UpdateError as e:
+            if e.code in TRANSIENT_CODES:
+                return mc.StepFailed(f"[{e.code}] {e}", version=a.version)
+            return mc.StepFailed(f"[signature] {e}", refused=True, version=a.version)
+        try:
+            mf = bundle_manifest(a.path)
+            if (mf.version, mf.compatible) != (version, compatible):
+                raise IntegrityError(f"bundle changed after RAUC checked it ({mf.version} for {mf.compatible!r}, "
+                                     f"RAUC saw {version} for {compatible!r})", code="mismatch")
             if compatible != self.cfg.compatible:
                 raise IntegrityError(f"bundle is for {compatible!r}, this device is {self.cfg.compatible!r}",
                                      code="compatible")
-            if version != a.version or epoch != a.epoch:
-                raise IntegrityError(f"bundle says {version} epoch {epoch}, the offer said {a.version} epoch "
+            if a.version is not None and (version != a.version or mf.epoch != a.epoch):
+                raise IntegrityError(f"bundle says {version} epoch {mf.epoch}, the offer said {a.version} epoch "
                                      f"{a.epoch}", code="mismatch")
-            fl.check(version, epoch, running=self.running_version(), floor=floor_now)
-        except UpdateError as e:
-            if e.code == "rauc_unavailable":
-                return mc.StepFailed(f"[{e.code}] {e}")
-            return mc.StepFailed(f"[signature] {e}", refused=True)
+            fl.check(version, mf.epoch, running=self.running_version(r), floor=floor_now)
         except IntegrityError as e:
-            return mc.StepFailed(f"[{e.code}] {e}", refused=True)
-        return mc.Verified(a.path)
+            return mc.StepFailed(f"[{e.code}] {e}", refused=True, version=version)
+        except UpdateError as e:  # RAUC went away while we asked for the running version
+            return mc.StepFailed(f"[{e.code}] {e}", version=version)
+        return mc.Verified(a.path, version, mf.epoch)
+
+    def installed_epoch(self, version: str) -> Optional[int]:
+        """The epoch RAUC recorded for the slot it just wrote (its copy of the signed manifest), or None."""
+        try:
+            builds = self.connect().slot_builds()
+        except UpdateError as e:
+            log.warning("slot status not read after the install (%s): keeping the verified epoch", e)
+            return None
+        for bootname, (v, build) in builds.items():
+            if bootname != self.state.booted and v == version:
+                try:
+                    return bundlever.epoch_of_build(build)
+                except IntegrityError as e:
+                    log.warning("slot %s: %s", bootname, e)
+        return None
 
     def poll_install(self) -> None:
         if not self.installing:
@@ -345,7 +434,7 @@ class Updater:
             p = self.connect().poll()
         except UpdateError as e:
             self.installing = False
-            self.rauc = None
+            self.drop_rauc()
             self.feed(mc.StepFailed(f"[{e.code}] install interrupted: {e}"))
             return
         if p.percent != self.progress:
@@ -354,7 +443,10 @@ class Updater:
             self.installing = False
             if self.repo is not None:
                 self.repo.clean()  # RAUC is done with the bundle (installed or not)
-            self.feed(mc.Installed() if p.result == 0 else mc.StepFailed(f"[rauc] {p.error or 'install failed'}"))
+            if p.result == 0 and self.state.target is not None:
+                self.feed(mc.Installed(self.installed_epoch(self.state.target)))
+            else:
+                self.feed(mc.StepFailed(f"[rauc] {p.error or 'install failed'}"))
 
     # --- RPC --------------------------------------------------------------------------------------
 
@@ -368,7 +460,7 @@ class Updater:
             version = self.running_version()
             self.health.success(time.time())  # RAUC answered: the updater's work (watching the slots) flows
         except UpdateError as e:
-            self.rauc = None
+            self.drop_rauc()
             self.health.failure(e, time.time())
         s = self.state
         return m.UpdateStatus(state=s.phase, ring=self.cfg.ring, compatible=self.cfg.compatible, version=version,
@@ -383,21 +475,30 @@ class Updater:
         return self.status()
 
     def install_file(self, req: m.InstallBundleRequest) -> m.UpdateStatus:
+        """Accept a bundle file on this device: returns as soon as the machine took it (state ``verifying``);
+        verification and install go on in the worker, follow ``updater.status``. Nothing of the file is read
+        here. Raises: UpdateError ``bad_request`` (not an absolute path of a file) or ``busy``."""
         if not os.path.isabs(req.path) or not os.path.isfile(req.path):
             raise UpdateError(f"install_file: {req.path!r} is not an absolute path of an existing file",
                               code="bad_request")
-        if self.state.phase not in (mc.IDLE, mc.FAILED):
+        if self.state.phase not in (mc.IDLE, mc.FAILED) or self.upload is not None:
             raise UpdateError(f"install_file: busy ({self.state.phase}: {self.state.message})", code="busy")
-        try:
-            _c, version, epoch = bundle_manifest(req.path)
-        except IntegrityError as e:
-            self.history = self.store.append(m.UpdateRecord(at=time.time(), version="?", outcome="refused",
-                                                            reason=f"[{e.code}] {e}"))
-            raise
-        self.feed(mc.LocalBundle(req.path, version, epoch))
-        if self.state.phase == mc.FAILED:
-            raise UpdateError(f"install_file: refused: {self.state.message}", code="refused")
+        self.upload = req.path
+        self.feed(mc.LocalBundle(req.path))
         return self.status()
+
+    def release_upload(self) -> None:
+        """Once the local bundle's verification/install ended: delete it when it lies in ``upload_dir``."""
+        path, self.upload = self.upload, None
+        if path is None or not under(path, self.cfg.upload_dir):
+            return
+        try:
+            os.unlink(path)
+            log.info("uploaded bundle %s removed", path)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            log.warning("uploaded bundle %s not removed: %s", path, e)
 
     # --- loop -------------------------------------------------------------------------------------
 
@@ -412,7 +513,7 @@ class Updater:
         if self.state.phase == mc.CONFIRMING:
             self.gate.drain(now)
             ok, why = self.gate.report(now)
-            self.feed(mc.HealthReport(ok, why))
+            self.feed(mc.HealthReport(ok, why, now))
 
 
 def main(ctx: ServiceContext) -> None:
@@ -427,7 +528,7 @@ def main(ctx: ServiceContext) -> None:
     }, recv_timeout_ms=50)
     booted = svc.connect().boot_slot()
     svc.recover_interrupted_install(booted)
-    svc.feed(mc.Started(booted, time.time()))
+    svc.feed(mc.Started(booted, time.time(), read_boot_id(cfg.boot_id_file)))
     if svc.state.phase != mc.CONFIRMING:
         svc.sync_floor()  # only a committed slot's version becomes the floor's "running"
     svc.health.success(time.time())

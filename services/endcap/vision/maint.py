@@ -1,20 +1,19 @@
 """The maintenance page's view of the cameras: ``cameras`` (state, FPS, frame size, zones in frame pixels)
 and ``snapshot`` (the latest frame, privacy-blurred by ``snapshot.py``, zones drawn, JPEG).
 
-Served on ``/run/endcap/vision.rpc`` by its own thread (``serve``). The camera threads only keep a
+Served on ``/run/endcap/vision.rpc`` by its own thread (``server`` run by ``core.bus.RpcThread``). The camera threads only keep a
 reference to their latest frame (``CameraWorker.latest``); all image work happens here, on request, so
 the frame loop never waits on it. The JPEG goes only to the asking process over the local socket.
 """
 from __future__ import annotations
 
-import threading
 import time
 from typing import Sequence
 
 import numpy as np
 
 from ..core import messages as m
-from ..core.bus import RpcServer
+from ..core.bus import RpcServer, contained
 from ..core.errors import EndcapError
 from . import snapshot
 
@@ -61,29 +60,16 @@ class VisionMaint:
         zones = [(z.name, z.polygon) for z in zones_in_frame(cam, w, h)]
         try:
             jpeg = snapshot.encode_jpeg(snapshot.render(latest.image, latest.color, zones, boxes))
-        except ValueError as e:
-            raise EndcapError(f"snapshot: camera {req.camera}: {e}", code="encode") from e
+        except Exception as e:  # OpenCV errors, an unexpected frame layout: an answer, not a dead RPC thread
+            raise EndcapError(f"snapshot: camera {req.camera}: cannot render its {latest.color} frame of shape "
+                              f"{tuple(latest.image.shape)}: {type(e).__name__}: {e}"[:500], code="encode") from e
         return m.Snapshot(camera=cam.id, jpeg=jpeg, taken_at=latest.at)
 
 
-def serve(address: str, maint: VisionMaint, stop: threading.Event, ready: threading.Event,
-          failed: list[BaseException]) -> None:
-    """Answer ``cameras`` and ``snapshot`` until ``stop``; a failure is handed to the main thread."""
-    try:
-        server = RpcServer(address, "vision", {
-            "cameras": (m.Empty, maint.cameras),
-            "snapshot": (m.SnapshotRequest, maint.snapshot),
-        }, send_timeout_ms=2000)
-    except BaseException as e:
-        failed.append(e)
-        ready.set()
-        raise
-    ready.set()
-    try:
-        while not stop.is_set():
-            server.serve_one()
-    except BaseException as e:
-        failed.append(e)
-        raise
-    finally:
-        server.close()
+def server(address: str, maint: VisionMaint) -> RpcServer:
+    """The listening RPC server for ``cameras`` and ``snapshot`` (run by ``core.bus.RpcThread``); an
+    unexpected failure in either is an error reply, never a dead RPC thread."""
+    return RpcServer(address, "vision", {
+        "cameras": (m.Empty, contained("cameras", maint.cameras)),
+        "snapshot": (m.SnapshotRequest, contained("snapshot", maint.snapshot)),
+    }, send_timeout_ms=2000)

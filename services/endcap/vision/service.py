@@ -29,7 +29,7 @@ from typing import Any
 
 from ..core import messages as m
 from ..core.backoff import Backoff
-from ..core.bus import Publisher
+from ..core.bus import Publisher, RpcThread
 from ..core.errors import BusError, EndcapError
 from ..core.health import HealthPublisher, HealthState
 from ..core.runner import ServiceContext
@@ -223,24 +223,28 @@ def main(ctx: ServiceContext) -> None:
         w.start()
     from . import maint
 
-    rpc_ready, rpc_failed = threading.Event(), []
-    rpc = threading.Thread(target=maint.serve, args=(ctx.paths.rpc_address("vision"), maint.VisionMaint(workers), ctx.stop,
-                                                     rpc_ready, rpc_failed), name="vision-rpc", daemon=True)
-    rpc.start()
-    rpc_ready.wait(5)
+    try:
+        rpc = RpcThread("vision-rpc", maint.server(ctx.paths.rpc_address("vision"), maint.VisionMaint(workers)), ctx.stop)
+    except BaseException:
+        ctx.stop.set()
+        for w in workers:
+            w.join(5.0)
+        if debug is not None:
+            debug.close()
+        pub.close()
+        raise
     ctx.ready(f"{len(workers)} camera(s), detector {cfg.detector.type}")
     try:
         while not ctx.stop.wait(0.25):
             ctx.alive()
-            if not rpc.is_alive():
-                raise EndcapError(f"maintenance RPC stopped: {rpc_failed[0] if rpc_failed else 'unknown reason'}", code="bus")
+            rpc.check()  # a dead maintenance RPC thread: exit non-zero, systemd restarts vision
             _check_health(workers, health, time.time(), time.monotonic())
             health_pub.maybe_publish(time.time())
     finally:
         ctx.stop.set()
         for w in workers:
             w.join(5.0)
-        rpc.join(2.0)
+        rpc.close()
         if debug is not None:
             debug.close()
         pub.close()

@@ -1,16 +1,18 @@
 """End to end in Debian's Chromium against the real TLS service: first login with the setup code, see an
 unhealthy service and restart it through the systemd stand-in (real D-Bus, real processes), refuse a
-tampered bundle and install a signed one through the real updater and ``rauc service`` while the page
-shows progress, push a test offer; one screenshot per page (``ENDCAP_SCREENSHOTS=1`` copies them to
+tampered bundle (the reason shown from the updater's status the page polls) and install a signed one
+through the real updater and ``rauc service`` while the page shows progress, push a test offer; one screenshot per page (``ENDCAP_SCREENSHOTS=1`` copies them to
 docs/images/maint-<page>.png)."""
 from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
 from endcap.launcher import wait_health
+from endcap.sim.devota import SLOT_BYTES
 from endcap.sim.journal import write_journal
 from tests.fixtures.browser import DOCS_IMAGES, VIEWPORT
 from tests.fixtures.maint import screen, start_stack
@@ -28,6 +30,20 @@ def shoot(page, name: str, directory: Path) -> None:
         shutil.copyfile(path, DOCS_IMAGES / path.name)
 
 
+def noisy_rootfs(path: Path, label: str) -> Path:
+    """An ext4 rootfs image with 3 MiB of random bytes: its bundle is over 1 MiB, so Chromium's upload goes
+    through the TLS front end's session check (bodies up to 1 MiB are relayed without one)."""
+    content = path.parent / (path.name + ".d")
+    (content / "etc").mkdir(parents=True)
+    (content / "etc" / "endcap-release").write_text(label + "\n")
+    (content / "noise.bin").write_bytes(os.urandom(3 << 20))
+    with open(path, "wb") as f:
+        f.truncate(SLOT_BYTES)
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-O", "^metadata_csum_seed", "-d", str(content), str(path)], check=True)
+    shutil.rmtree(content)
+    return path
+
+
 def test_technician_session_in_chromium(gateway, dbus_daemon, systemd_factory, rauc_device, fleet_test_pki, chromium,
                                         answering, tmp_path):
     now_us = int(time.time() * 1e6)
@@ -42,7 +58,9 @@ def test_technician_session_in_chromium(gateway, dbus_daemon, systemd_factory, r
     sysd = start_stack(gateway, dbus_daemon, systemd_factory, services=["signage", "updater"],
                        units=["endcap-signage.service", "endcap-updater.service"])
     updater = Running(gateway.root, rauc_device)
-    good = make_bundle_file(tmp_path / "endcap-1.1.0.raucb", version="1.1.0", pki=fleet_test_pki)
+    good = make_bundle_file(tmp_path / "endcap-1.1.0.raucb", version="1.1.0", pki=fleet_test_pki,
+                            image=noisy_rootfs(tmp_path / "rootfs.ext4", "endcap 1.1.0"))
+    assert good.stat().st_size > 2 << 20
     bad = tmp_path / "endcap-1.1.0-tampered.raucb"
     data = bytearray(good.read_bytes())
     data[len(data) // 3] ^= 0xFF  # one flipped byte inside the signed payload
@@ -105,13 +123,17 @@ def test_technician_session_in_chromium(gateway, dbus_daemon, systemd_factory, r
         assert "has not acknowledged" in page.inner_text("main") and "hunter2" not in page.content()
         shoot(page, "logs", shots)
 
-        # a tampered bundle is refused by the updater (RAUC's signature check), and the page says why
+        # a tampered bundle is refused by the updater (RAUC's signature check); the reason arrives in the
+        # updater's status, which the page polls and shows
         page.goto(url + "/update")
         page.set_input_files("#bundle", str(bad))
         page.click("#upload")
-        page.wait_for_selector("#upload-result.bad", timeout=60_000)
+        page.wait_for_selector("body[data-update-state=failed]", timeout=60_000)
         reason = page.inner_text("#upload-result")
+        assert page.get_attribute("#upload-result", "class") == "bad"
         assert "refused" in reason and "signature" in reason, reason
+        st = updater.wait(lambda s: s.state == "failed")
+        assert st.last_result == "refused" and "signature" in st.history[-1].reason
         # the signed one is installed, with progress on the page
         page.set_input_files("#bundle", str(good))
         page.click("#upload")

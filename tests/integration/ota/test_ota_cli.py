@@ -59,3 +59,42 @@ def test_errors_are_one_line_and_exit_1(tmp_path):
     r = ota("promote", "1.0.0", "--compatible", COMPATIBLE, "--to", "canary", "--repo", "r", "--keys", "k")
     assert r.returncode == 2  # argparse: bad usage
     assert ota("pki", "init", pki).returncode == 1  # never overwrites a PKI
+
+
+def test_refresh_and_resign_commands(tmp_path):
+    import datetime as dt
+    import shutil
+
+    from endcap_ota.repo import FleetRepo
+
+    repo, keys, online = tmp_path / "repo", tmp_path / "keys", tmp_path / "online"
+    aged = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=25)  # the 30-day roles have 5 days left
+    FleetRepo.create(repo, keys, clock=lambda: aged)
+    online.mkdir()
+    shutil.copy(keys / "repo.json", online / "repo.json")
+    for role in ("snapshot", "timestamp"):
+        shutil.copytree(keys / role, online / role)
+
+    r = ota("status", "--repo", repo, "--keys", online)
+    assert r.returncode == 1 and "near-expiry" in r.stdout and "expired" in r.stdout
+    r = ota("refresh", "--repo", repo, "--keys", online)  # the online host's scheduled job
+    assert r.returncode == 1, r.stderr
+    assert "re-signed: snapshot v2" in r.stdout
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1 and "targets bundles canary pilot fleet: near expiry" in err[0] and "[needs-keys]" in err[0]
+
+    r = ota("resign", "bogus", "--repo", repo, "--keys", keys)
+    assert r.returncode == 1 and "'bogus'" in r.stderr and "[input]" in r.stderr
+    r = ota("resign", "canary", "--repo", repo, "--keys", online)
+    assert r.returncode == 1 and "[keys]" in r.stderr
+    r = ota("resign", "canary", "pilot", "--repo", repo, "--keys", keys)
+    assert r.returncode == 0, r.stderr
+    assert [line.split()[:2] for line in r.stdout.splitlines()] == [
+        ["snapshot", "v3"], ["timestamp", "v3"], ["canary", "v2"], ["pilot", "v2"]]
+    r = ota("timestamp", "--repo", repo, "--keys", keys)  # the old name runs the same job
+    assert r.returncode == 0, r.stderr
+    assert "re-signed: targets v2, snapshot v4, bundles v2, fleet v2" in r.stdout
+    r = ota("refresh", "--repo", repo, "--keys", online)
+    assert r.returncode == 0 and "re-signed: nothing due" in r.stdout and r.stderr == ""
+    r = ota("status", "--repo", repo, "--keys", online)
+    assert r.returncode == 0 and "near-expiry" not in r.stdout

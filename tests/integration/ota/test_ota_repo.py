@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from tuf.api import exceptions as tuf_exc
+from tuf.api.metadata import Metadata
 from tuf.ngclient import Updater
 
 from endcap_ota.errors import BundleRefused, RepoError
@@ -125,7 +126,7 @@ def test_expired_timestamp_refused_by_client(served, tmp_path, make_bundle, flee
     dev = Device(tmp_path, "dev", repo.repo_dir, srv.url, "canary")
     with pytest.raises(tuf_exc.ExpiredMetadataError):
         dev.pointer()
-    repo.refresh_timestamp()  # the scheduled job heals it
+    assert repo.refresh().resigned == []  # the scheduled job heals it (nothing else due)
     assert dev.pointer()["version"] == "1.0.0"
 
 
@@ -186,3 +187,126 @@ def test_status_flags_near_expiry(fleet_repo):
     later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=20)
     st = {r.role: r.state for r in fleet_repo.status(later).roles}
     assert st["timestamp"] == "near-expiry" and st["targets"] == "ok"
+
+
+# ---- expiry upkeep: resign and the scheduled refresh ------------------------------------------------------------
+# The NOC's clock is FleetRepo's ``clock`` seam; the device (ngclient) uses the real clock. Placing the NOC's
+# "now" days in the past makes the 30-day roles expire (or come close) in real time, without sleeping.
+
+class NocClock:
+    def __init__(self, at: dt.datetime) -> None:
+        self.at = at
+
+    def __call__(self) -> dt.datetime:
+        return self.at
+
+
+def _real_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _aged_repo(tmp_path, static_http, make_bundle, fleet_pki, age_days: float):
+    """A repository with the production lifetimes, created and published to canary ``age_days`` ago."""
+    clock = NocClock(_real_now() - dt.timedelta(days=age_days))
+    repo = FleetRepo.create(tmp_path / "repo", tmp_path / "keys", clock=clock)  # default expiries: 30-day roles
+    bundle = make_bundle("1.0.0")
+    repo.publish(bundle, keyring=fleet_pki.keyring)
+    clock.at = _real_now()
+    return repo, static_http(repo.repo_dir), bundle
+
+
+FAMILY = ["targets", "bundles", "canary", "pilot", "fleet"]
+
+
+def test_refresh_resigns_expired_30_day_roles_and_devices_update_again(tmp_path, static_http, make_bundle,
+                                                                       fleet_pki):
+    repo, srv, b1 = _aged_repo(tmp_path, static_http, make_bundle, fleet_pki, age_days=31)
+    dev = Device(tmp_path, "dev", repo.repo_dir, srv.url, "canary")
+    repo.refresh_timestamp()  # what the scheduled job used to do: timestamp (+ snapshot) only
+    with pytest.raises(tuf_exc.ExpiredMetadataError):
+        dev.pointer()  # the 30-day roles ran out: the fleet is stuck
+    assert {r.role for r in repo.status().problems} == set(FAMILY)
+
+    done = repo.refresh()
+    assert done.resigned == ["targets", "snapshot", "bundles", "canary", "pilot", "fleet"] and done.needs_keys == []
+    assert not repo.status().problems
+    ptr = dev.pointer()
+    assert ptr["version"] == "1.0.0"
+    local, _ = dev.fetch_bundle(ptr)
+    assert local.read_bytes() == b1.read_bytes()
+    repo.publish(make_bundle("1.1.0"), keyring=fleet_pki.keyring)
+    assert dev.pointer()["version"] == "1.1.0"
+
+    again = repo.refresh()  # nothing due any more: only a new timestamp
+    assert again.resigned == [] and again.timestamp_version == repo.md["timestamp"].signed.version
+    assert dev.pointer()["version"] == "1.1.0"
+
+
+def test_device_keeps_updating_past_the_old_expiry(tmp_path, static_http, make_bundle, fleet_pki):
+    """A device that updated while the 30-day roles had a day left trusts re-signed ones that outlive them."""
+    repo, srv, b1 = _aged_repo(tmp_path, static_http, make_bundle, fleet_pki, age_days=29)
+    repo.refresh_timestamp()
+    dev = Device(tmp_path, "dev", repo.repo_dir, srv.url, "canary")
+    dev.fetch_bundle(dev.pointer())  # the device has loaded targets, canary and bundles
+    old = {r: repo.md[r].signed.expires for r in FAMILY}
+    cached = Metadata.from_file(str(dev.md_dir / "canary.json")).signed
+    assert cached.expires == old["canary"] < _real_now() + dt.timedelta(days=1, minutes=1)
+    day_after = _real_now() + dt.timedelta(days=2)
+    assert {r.role for r in repo.status(day_after).roles if r.state == "expired"} >= set(FAMILY)
+
+    assert repo.refresh().resigned == ["targets", "snapshot", "bundles", "canary", "pilot", "fleet"]
+    local, _ = dev.fetch_bundle(dev.pointer())
+    assert local.read_bytes() == b1.read_bytes()
+    for role in ("targets", "bundles", "canary"):  # what the device now trusts (ngclient wrote it after verifying) outlives the old expiry
+        trusted = Metadata.from_file(str(dev.md_dir / f"{role}.json")).signed
+        assert trusted.expires >= old[role] + dt.timedelta(days=28)
+        assert trusted.version == repo.md[role].signed.version
+    assert not [r for r in repo.status(day_after).roles if r.role in FAMILY and r.state != "ok"]
+    repo.publish(make_bundle("1.1.0"), keyring=fleet_pki.keyring)
+    assert dev.pointer()["version"] == "1.1.0"
+
+
+def test_refresh_with_only_online_keys_reports_offline_roles(tmp_path, static_http, make_bundle, fleet_pki):
+    repo, srv, b1 = _aged_repo(tmp_path, static_http, make_bundle, fleet_pki, age_days=25)  # 5 of 30 days left
+    online = tmp_path / "online-keys"
+    online.mkdir()
+    shutil.copy(repo.keys_dir / "repo.json", online / "repo.json")
+    for role in ("snapshot", "timestamp"):
+        shutil.copytree(repo.keys_dir / role, online / role)
+    noc = FleetRepo.open(repo.repo_dir, online)
+    before = {r: noc.md[r].signed.version for r in FAMILY}
+    done = noc.refresh()
+    assert done.resigned == ["snapshot"] and done.needs_keys == FAMILY
+    assert {r: noc.md[r].signed.version for r in FAMILY} == before
+    dev = Device(tmp_path, "dev", repo.repo_dir, srv.url, "canary")
+    assert dev.pointer()["version"] == "1.0.0"  # still valid: the timestamp was refreshed all the same
+    with pytest.raises(RepoError) as ei:
+        noc.resign(["canary"])  # the ring key is offline
+    assert ei.value.code == "keys" and "canary" in str(ei.value)
+    # where the keys are, the operator re-signs them; the online job then has nothing left to report
+    FleetRepo.open(repo.repo_dir, repo.keys_dir).resign()
+    assert FleetRepo.open(repo.repo_dir, online).refresh().needs_keys == []
+
+
+def test_resign_chosen_roles(tmp_path, fleet_repo, make_bundle, fleet_pki, static_http):
+    srv = static_http(fleet_repo.repo_dir)
+    fleet_repo.publish(make_bundle("1.0.0"), keyring=fleet_pki.keyring)
+    v = {r: fleet_repo.md[r].signed.version for r in ("root", "targets", "snapshot", "timestamp", *FAMILY[1:])}
+    files_before = sorted(p.name for p in (fleet_repo.repo_dir / "metadata").iterdir())
+    for bad in (["bogus"], [], ["canary", "nope"]):
+        with pytest.raises(RepoError) as ei:
+            fleet_repo.resign(bad)
+        assert ei.value.code == "input"
+    assert sorted(p.name for p in (fleet_repo.repo_dir / "metadata").iterdir()) == files_before
+
+    out = fleet_repo.resign(["canary"])
+    assert out == {"snapshot": v["snapshot"] + 1, "timestamp": v["timestamp"] + 1, "canary": v["canary"] + 1}
+    assert fleet_repo.md["pilot"].signed.version == v["pilot"] and fleet_repo.md["targets"].signed.version == 1
+
+    out = fleet_repo.resign(["root"])
+    assert out["root"] == 2 and (fleet_repo.repo_dir / "metadata" / "2.root.json").exists()
+    out = fleet_repo.resign()
+    assert set(out) == {"targets", "snapshot", "timestamp", *FAMILY[1:]}
+    dev = Device(tmp_path, "dev", fleet_repo.repo_dir, srv.url, "canary")
+    assert dev.pointer()["version"] == "1.0.0"  # walks 1.root -> 2.root, accepts every re-signed role
+    assert Metadata.from_file(str(dev.md_dir / "root.json")).signed.version == 2

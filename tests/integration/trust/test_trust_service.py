@@ -7,73 +7,34 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
-import threading
-from pathlib import Path
 
 import pynng
 import pytest
 
 from endcap.core import messages as m
-from endcap.core.bus import Codec, RpcClient
+from endcap.core.bus import Codec
 from endcap.core.errors import RemoteError
-from endcap.core.paths import Paths
-from endcap.core.runner import ServiceContext
 from endcap.trust.attest import verify_quote
-from endcap.trust.config import TrustConfig
 from endcap.trust.enrol import enrol
 from endcap.core.messages import AttestReply, AttestRequest, Installed, InstallRequest, TrustStatus
-from endcap.trust.service import main
 from endcap.trust.tpm import Tpm
 from endcap_models import sign
 from endcap.launcher import wait_health
 from tests.fixtures.swtpm import start_swtpm
-from tests.fixtures.trust import COMPATIBLE, make_package, random_files
+from tests.fixtures.trust import RunningTrust, make_package, random_files
 
 
-class Running:
-    def __init__(self, tcti: str, root: Path) -> None:
-        self.paths = Paths.under(root)
-        self.paths.ensure()
-        cfg = TrustConfig(compatible=COMPATIBLE, tcti=tcti, pcr=16, check_interval_s=0.2, health_interval_s=0.2)
-        self.ctx = ServiceContext("trust", self.paths, cfg)
-        self.error: list[BaseException] = []
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-        self.rpc = RpcClient(self.paths.rpc_address("trust"), "test", timeout_ms=20_000)
-
-    def _run(self) -> None:
-        try:
-            main(self.ctx)
-        except BaseException as e:  # surfaced by stop(): a crash must fail the test
-            self.error.append(e)
-
-    def call(self, method, params, typ):
-        return self.rpc.call(method, params, typ)
-
-    def stop(self) -> None:
-        self.ctx.stop.set()
-        self.thread.join(10)
-        self.rpc.close()
-        assert not self.thread.is_alive()
-        assert not self.error, self.error
+Running = RunningTrust
 
 
-@pytest.fixture
-def root():
-    d = Path(tempfile.mkdtemp(prefix="ect-", dir="/tmp"))
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
-
-
-def test_install_active_attested_and_refusal(root, tpm_tcti, enrolled, pki):
-    svc = Running(tpm_tcti, root)
+def test_install_active_attested_and_refusal(trust_root, tpm_tcti, enrolled, pki):
+    svc = Running(tpm_tcti, trust_root)
     try:
         sub = pynng.Sub0(recv_timeout=10_000)
         sub.subscribe(b"trust.model\0")
         sub.dial(svc.paths.pub_address("trust"), block=False)
         assert svc.call("active", m.Empty(), TrustStatus).model is None
-        pkg = make_package(root / "pkg1", random_files(), pki=pki, version="1.0.0", epoch=2)
+        pkg = make_package(trust_root / "pkg1", random_files(), pki=pki, version="1.0.0", epoch=2)
         model = svc.call("install", InstallRequest(str(pkg)), Installed)
         assert model.version == "1.0.0"
         status = svc.call("active", m.Empty(), TrustStatus)
@@ -85,7 +46,7 @@ def test_install_active_attested_and_refusal(root, tpm_tcti, enrolled, pki):
         codec = Codec("test")
         assert codec.decode_body(codec.decode_envelope(payload).body, Installed) == model
         sub.close()
-        bad = make_package(root / "pkg2", random_files(), pki=pki, version="0.9.0", epoch=1)
+        bad = make_package(trust_root / "pkg2", random_files(), pki=pki, version="0.9.0", epoch=1)
         with pytest.raises(RemoteError) as e:
             svc.call("install", InstallRequest(str(bad)), Installed)
         assert e.value.code == "rollback" and "epoch 1" in str(e.value)
@@ -108,11 +69,11 @@ def own_tpm(pki):
         shutil.rmtree(tpm.state_dir, ignore_errors=True)
 
 
-def test_tpm_lost_keeps_serving_and_absent_tpm_never_loads_unverified(root, pki, own_tpm):
+def test_tpm_lost_keeps_serving_and_absent_tpm_never_loads_unverified(trust_root, pki, own_tpm):
     tpm = own_tpm
-    svc = Running(tpm.tcti, root)
+    svc = Running(tpm.tcti, trust_root)
     try:
-        model = svc.call("install", InstallRequest(str(make_package(root / "p", random_files(), pki=pki))), Installed)
+        model = svc.call("install", InstallRequest(str(make_package(trust_root / "p", random_files(), pki=pki))), Installed)
         wait_health(svc.paths, "trust", lambda h: h.ok)
         tpm.stop()
         h = wait_health(svc.paths, "trust", lambda h: not h.ok)
@@ -120,11 +81,11 @@ def test_tpm_lost_keeps_serving_and_absent_tpm_never_loads_unverified(root, pki,
         status = svc.call("active", m.Empty(), TrustStatus)
         assert status.model == model and status.tpm == "tpm_unavailable" and not status.attested
         with pytest.raises(RemoteError) as e:
-            svc.call("install", InstallRequest(str(make_package(root / "q", random_files(), pki=pki, version="2"))), Installed)
+            svc.call("install", InstallRequest(str(make_package(trust_root / "q", random_files(), pki=pki, version="2"))), Installed)
         assert e.value.code == "tpm_unavailable"
     finally:
         svc.stop()
-    again = Running(tpm.tcti, root)  # restart with the TPM still gone: the stored model is not loaded
+    again = Running(tpm.tcti, trust_root)  # restart with the TPM still gone: the stored model is not loaded
     try:
         status = again.call("active", m.Empty(), TrustStatus)
         assert status.model is None and status.tpm == "tpm_unavailable"
@@ -151,11 +112,11 @@ def _lock_out(tcti: str) -> None:
             esys.nv_write(tr, b"12345678", 0, auth_handle=tr)
 
 
-def test_lockout_is_reported_and_the_model_keeps_running(root, pki, own_tpm):
+def test_lockout_is_reported_and_the_model_keeps_running(trust_root, pki, own_tpm):
     tpm = own_tpm
-    svc = Running(tpm.tcti, root)
+    svc = Running(tpm.tcti, trust_root)
     try:
-        model = svc.call("install", InstallRequest(str(make_package(root / "p", random_files(), pki=pki))), Installed)
+        model = svc.call("install", InstallRequest(str(make_package(trust_root / "p", random_files(), pki=pki))), Installed)
         wait_health(svc.paths, "trust", lambda h: h.ok)
         _lock_out(tpm.tcti)
         h = wait_health(svc.paths, "trust", lambda h: not h.ok)

@@ -228,3 +228,42 @@ def test_no_tpm_no_install(tmp_path, pki):
         store.install(make_package(tmp_path / "p", random_files(), pki=pki))
     assert e.value.code == "tpm_unavailable"
     assert not (store.root / "active").exists()
+
+
+def _failing_check(seen: list):
+    def check(model):
+        seen.append(model.version)
+        raise IntegrityError("model does not load", code="model_load")
+    return check
+
+
+def test_rollback_whose_health_check_fails_keeps_previous_on_disk_and_active_unchanged(tmp_path, tpm_tcti, installed, pki):
+    store, first = installed
+    second = store.install(make_package(tmp_path / "v2", random_files(), pki=pki, version="2.0.0", epoch=1))
+    files_before = {p.name: p.read_bytes() for p in Path(first.path).iterdir()}
+    seen: list = []
+    with pytest.raises(UpdateError) as e:
+        store.rollback(_failing_check(seen))
+    assert e.value.code == "health_check_failed" and seen == ["1.0.0"]
+    assert store.active == second
+    assert (store.root / "active").resolve() == Path(second.path).resolve()
+    assert (store.root / "previous").resolve() == Path(first.path).resolve()  # still the rollback target
+    assert {p.name: p.read_bytes() for p in Path(first.path).iterdir()} == files_before
+    assert store.previous() is not None and store.previous().digest == first.digest
+    with Tpm(tpm_tcti) as tpm:
+        assert tpm.read_pcr(PCR) == replay(store.event_log.read(), PCR)
+    # and a rollback that passes still works afterwards, swapping the two
+    back = store.rollback()
+    assert back.digest == first.digest and store.active.digest == first.digest
+    assert (store.root / "previous").resolve() == Path(second.path).resolve()
+    assert store.load().digest == first.digest  # re-verifies from disk
+
+
+def test_reinstalling_the_kept_previous_version_with_a_failing_check_keeps_it(tmp_path, installed, pki):
+    store, first = installed
+    store.install(make_package(tmp_path / "v2", random_files(), pki=pki, version="2.0.0", epoch=1))
+    with pytest.raises(UpdateError):
+        store.install(tmp_path / "v1", _failing_check([]))  # the same package as the kept previous one
+    assert (store.root / "previous").resolve() == Path(first.path).resolve()
+    assert store.previous() is not None and store.previous().digest == first.digest
+    assert not (store.root / "staging").exists() or not any((store.root / "staging").iterdir())

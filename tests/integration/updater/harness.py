@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 
 from endcap.core import messages as m
@@ -21,8 +22,23 @@ from endcap.updater.service import main
 from tests.fixtures.rauc import COMPATIBLE
 
 
+def boot_id_file(dev) -> Path:
+    """The device's "kernel boot id": written once, changed by ``reboot`` (as a real reboot changes it)."""
+    f = dev.root / "boot_id"
+    if not f.exists():
+        f.write_text(f"{uuid.uuid4()}\n")
+    return f
+
+
+def reboot(dev) -> str:
+    """Play a reboot: a new boot id, then GRUB's choice and rauc on that slot (``RaucDevice.reboot``)."""
+    boot_id_file(dev).write_text(f"{uuid.uuid4()}\n")
+    return dev.reboot()
+
+
 def updater_config(root: Path, dev, **cfg) -> UpdaterConfig:
     base = dict(compatible=COMPATIBLE, dbus_address=dev.bus.address, floor_file=str(dev.floor_file),
+                boot_id_file=str(boot_id_file(dev)),
                 health_services=("pos",), status_interval_s=0.2, floor_source="file",
                 reboot_command=("touch", str(root / "reboot-requested")))
     base.update(cfg)
@@ -81,6 +97,14 @@ class Running:
         assert not self.error, self.error
 
 
+def install_until_done(upd, bundle: Path, timeout_s: float = 60.0) -> m.UpdateStatus:
+    """``install_file`` (it returns once the bundle is accepted), then wait until the updater left
+    verifying/installing; returns that status (state ``failed`` or ``rebooting``)."""
+    st = upd.rpc.call("install_file", m.InstallBundleRequest(str(bundle)), m.UpdateStatus)
+    assert st.state == "verifying", st
+    return upd.wait(lambda s: s.state not in ("verifying", "installing"), timeout_s=timeout_s)
+
+
 class UpdaterProcess:
     """The updater as its own process (``run_service`` + ``main``, what ``endcap service updater`` runs),
     so a test can SIGKILL it. Config is passed as JSON; readiness is sd_notify READY=1."""
@@ -136,13 +160,14 @@ class HealthyPos:
 class TrustThread:
     """The trust service's ``main(ctx)`` in a thread, on the same bus root as the updater (real swtpm)."""
 
-    def __init__(self, root: Path, tcti: str) -> None:
+    def __init__(self, root: Path, tcti: str, floor_file: Path | None = None) -> None:
         from endcap.trust.config import TrustConfig
         from endcap.trust.service import main as trust_main
 
         self.paths = Paths.under(root)
         self.paths.ensure()
-        cfg = TrustConfig(compatible=COMPATIBLE, tcti=tcti, pcr=16, check_interval_s=0.5, health_interval_s=0.5)
+        cfg = TrustConfig(compatible=COMPATIBLE, tcti=tcti, pcr=16, check_interval_s=0.5, health_interval_s=0.5,
+                          firmware_floor_file=str(floor_file or ""))
         self.ctx = ServiceContext("trust", self.paths, cfg)
         self.error: list[BaseException] = []
         self.thread = threading.Thread(target=self._run, args=(trust_main,), daemon=True)

@@ -19,7 +19,7 @@ from endcap.core.paths import Paths
 from endcap.updater.floor import FloorFile
 from tests.fixtures.rauc import COMPATIBLE, make_bundle_file, make_device, make_rootfs_image
 from tests.integration.updater.fleet import make_fleet
-from tests.integration.updater.harness import HealthyPos, Running, UpdaterProcess
+from tests.integration.updater.harness import HealthyPos, Running, UpdaterProcess, reboot
 
 
 @pytest.fixture
@@ -47,7 +47,7 @@ def test_canary_commits_fleet_waits_for_promote(root, tmp_path, rauc_device, fle
         assert st.offered == "1.1.0" and st.primary == "B" and st.last_result == "installed"
     finally:
         upd.stop()
-    assert rauc_device.reboot() == "B" and rauc_device.slot_label("B") == "endcap 1.1.0"
+    assert reboot(rauc_device) == "B" and rauc_device.slot_label("B") == "endcap 1.1.0"
     pos = HealthyPos(Paths.under(root))
     upd = Running(root, rauc_device, **cfg)
     try:
@@ -101,7 +101,7 @@ def test_cut_download_resumes_where_it_stopped(root, rauc_device, fleet):
         upd.stop()
     ranges = [r for p, r in fleet.server.requests if p == url_path]
     assert ranges == [None, f"bytes={size // 2}-"]  # the second request fetched only the missing half
-    assert rauc_device.reboot() == "B" and rauc_device.slot_label("B") == "endcap 1.1.0"
+    assert reboot(rauc_device) == "B" and rauc_device.slot_label("B") == "endcap 1.1.0"
 
 
 def test_truncated_or_altered_on_server_refused_then_fixed(root, rauc_device, fleet):
@@ -175,7 +175,7 @@ def test_updater_killed_mid_install_old_slot_stays_and_retry_works(root, rauc_de
         assert "interrupted" in st.history[-1].reason and st.history[-1].version == "1.1.0"
     finally:
         upd.stop()
-    assert rauc_device.primary() == "A" and rauc_device.reboot() == "A"
+    assert rauc_device.primary() == "A" and reboot(rauc_device) == "A"
     upd = UpdaterProcess(root, rauc_device)
     try:
         upd.rpc.call("install_file", m.InstallBundleRequest(str(b)), m.UpdateStatus)
@@ -183,7 +183,7 @@ def test_updater_killed_mid_install_old_slot_stays_and_retry_works(root, rauc_de
         assert st.primary == "B"
     finally:
         upd.stop()
-    assert rauc_device.reboot() == "B" and rauc_device.slot_label("B") == "endcap 1.1.0"
+    assert reboot(rauc_device) == "B" and rauc_device.slot_label("B") == "endcap 1.1.0"
 
 
 def test_rolled_back_version_is_not_installed_again(root, rauc_device, fleet):
@@ -195,7 +195,7 @@ def test_rolled_back_version_is_not_installed_again(root, rauc_device, fleet):
     finally:
         upd.stop()
     upd.marker.unlink()
-    assert rauc_device.reboot() == "B"
+    assert reboot(rauc_device) == "B"
     pos = HealthyPos(Paths.under(root), ok=False)
     upd = Running(root, rauc_device, **cfg)
     try:
@@ -203,7 +203,7 @@ def test_rolled_back_version_is_not_installed_again(root, rauc_device, fleet):
     finally:
         upd.stop()
         pos.close()
-    assert rauc_device.reboot() == "A"
+    assert reboot(rauc_device) == "A"
     upd = Running(root, rauc_device, **cfg)  # polls at start: the ring still offers 1.1.0
     try:
         st = upd.wait(lambda s: s.state == "idle" and "waiting for a newer release" in s.message)

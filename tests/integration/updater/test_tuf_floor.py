@@ -17,7 +17,7 @@ from endcap.trust.tpm import Anchor, Tpm
 from endcap.updater.floor import FloorFile
 from tests.fixtures.rauc import make_bundle_file
 from tests.integration.updater.fleet import make_fleet
-from tests.integration.updater.harness import HealthyPos, Running, TrustThread
+from tests.integration.updater.harness import HealthyPos, Running, TrustThread, install_until_done, reboot
 
 
 @pytest.fixture
@@ -53,9 +53,10 @@ def test_foreign_index_at_the_base_is_refused(tpm_tcti):
 
 def test_updater_enforces_syncs_and_raises_the_tpm_floor(root, tmp_path, tpm_tcti, rauc_device, static_http,
                                                          fleet_test_pki):
-    trust = TrustThread(root, tpm_tcti)
+    trust = TrustThread(root, tpm_tcti, rauc_device.floor_file)
     try:
         assert trust.floor() == m.FirmwareFloor(epoch=0, tpm="ok")
+        rauc_device.floor_file.write_bytes(msgspec.json.encode(FloorFile("0.0.0", 2)))  # as if 2 was committed
         assert trust.raise_floor(2).epoch == 2
         rauc_device.floor_file.write_bytes(msgspec.json.encode(FloorFile("0.0.0", 0)))
         low = make_bundle_file(root / "low.raucb", version="1.0.5", pki=fleet_test_pki, security_epoch=1)
@@ -63,8 +64,8 @@ def test_updater_enforces_syncs_and_raises_the_tpm_floor(root, tmp_path, tpm_tct
         try:
             upd.wait(lambda s: s.booted == "A")
             assert floor_file(rauc_device).epoch == 2  # the file below the TPM was corrected at start
-            with pytest.raises(RemoteError, match=r"\[epoch\] bundle security epoch 1 is below this device's floor 2"):
-                upd.rpc.call("install_file", m.InstallBundleRequest(str(low)), m.UpdateStatus)
+            st = install_until_done(upd, low)
+            assert st.state == "failed" and "[epoch] bundle security epoch 1 is below this device's floor 2" in st.message
         finally:
             upd.stop()
 
@@ -77,7 +78,7 @@ def test_updater_enforces_syncs_and_raises_the_tpm_floor(root, tmp_path, tpm_tct
         finally:
             upd.stop()
         assert trust.floor().epoch == 2  # not raised before the new slot proved healthy
-        assert rauc_device.reboot() == "B"
+        assert reboot(rauc_device) == "B"
         pos = HealthyPos(Paths.under(root))
         upd = Running(root, rauc_device, **cfg)
         try:
@@ -92,8 +93,8 @@ def test_updater_enforces_syncs_and_raises_the_tpm_floor(root, tmp_path, tpm_tct
         upd = Running(root, rauc_device, floor_source="trust")
         try:
             upd.wait(lambda s: s.booted == "B")
-            with pytest.raises(RemoteError, match="below this device's floor 5"):
-                upd.rpc.call("install_file", m.InstallBundleRequest(str(b)), m.UpdateStatus)
+            st = install_until_done(upd, b)
+            assert st.state == "failed" and "below this device's floor 5" in st.message
         finally:
             upd.stop()
     finally:
@@ -103,8 +104,28 @@ def test_updater_enforces_syncs_and_raises_the_tpm_floor(root, tmp_path, tpm_tct
     try:
         upd.wait(lambda s: s.booted == "B")
         ok = make_bundle_file(root / "b6.raucb", version="1.3.0", pki=fleet_test_pki, security_epoch=6)
-        with pytest.raises(RemoteError, match=r"\[floor\] no install without the floor"):
-            upd.rpc.call("install_file", m.InstallBundleRequest(str(ok)), m.UpdateStatus)
+        st = install_until_done(upd, ok)
+        assert st.state == "failed" and "[floor] no install without the floor" in st.message
+        assert st.history[-1].outcome == "failed"  # transient: not refused, so tried again later
         assert upd.status().primary == "B"
     finally:
         upd.stop()
+
+
+def test_raise_is_capped_by_the_committed_floor_file(root, tpm_tcti, rauc_device):
+    """Review item 12: a bus client can raise the TPM floor at most to what the updater committed."""
+    trust = TrustThread(root, tpm_tcti, rauc_device.floor_file)
+    try:
+        rauc_device.floor_file.unlink(missing_ok=True)
+        with pytest.raises(RemoteError) as e:
+            trust.raise_floor(1)
+        assert e.value.code == "epoch_cap" and "not readable" in str(e.value)
+        rauc_device.floor_file.write_bytes(msgspec.json.encode(FloorFile("1.0.0", 2)))
+        with pytest.raises(RemoteError) as e:
+            trust.raise_floor(1024)
+        assert e.value.code == "epoch_cap" and "above the committed epoch 2" in str(e.value)
+        assert trust.floor().epoch == 0
+        assert trust.raise_floor(2).epoch == 2
+        assert trust.raise_floor(1).epoch == 2  # a no-op below the floor needs no file
+    finally:
+        trust.stop()

@@ -93,3 +93,52 @@ def test_config_rejects_bad_values():
             convert_sections(section, MaintConfig)
         assert key in "".join(e.value.problems)
     assert MaintConfig().effective_origin(8443) == "https://endcap.local:8443"
+
+
+def test_refusal_limit_is_a_token_bucket_that_counts_what_it_drops():
+    from endcap.maint.audit import RefusalLimit
+    lim = RefusalLimit(3)
+    assert [lim.allow(0.0) for _ in range(5)] == [(True, 0)] * 3 + [(False, 0)] * 2
+    assert lim.allow(10.0) == (False, 0)  # half a token back only
+    assert lim.allow(40.0) == (True, 3)  # the next one through reports the three dropped
+
+
+def test_audit_log_rotates_in_capped_segments_and_tails_across_them(tmp_path):
+    from endcap.maint.audit import AuditLog
+    log = AuditLog(tmp_path / "audit.jsonl", max_bytes=4096, keep=2)
+    for i in range(400):
+        log.record(user="technician", remote="192.0.2.1", action="restart", target=f"n{i}", result="ok", now=float(i))
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["audit.jsonl", "audit.jsonl.1", "audit.jsonl.2"]
+    assert all((tmp_path / n).stat().st_size <= 4096 for n in names)
+    newest = log.tail(5)
+    assert [r["target"] for r in newest] == ["n399", "n398", "n397", "n396", "n395"]
+    kept = log.tail(10_000)
+    nums = [int(r["target"][1:]) for r in kept]
+    assert nums == list(range(399, 399 - len(nums), -1)) and 40 < len(nums) < 400  # contiguous, oldest dropped
+    # a big segment: the tail is read from the end (a record cut by a block edge is not returned torn)
+    big = AuditLog(tmp_path / "big" / "audit.jsonl", max_bytes=1 << 30)
+    for i in range(3000):
+        big.record(user="u", remote="r", action="a", target=f"t{i}", result="x" * (i % 50), now=0.0)
+    assert [r["target"] for r in big.tail(3)] == ["t2999", "t2998", "t2997"]
+    assert len(big.tail(2000)) == 2000 and big.tail(2000)[-1]["target"] == "t1000"
+
+
+def test_request_head_rules_of_the_tls_front_end():
+    from endcap.maint.gate import HeadError, decide, parse_head
+    h = parse_head(b"POST /update/upload?x=1 HTTP/1.1\r\nHost: gw\r\nContent-Length: 5000000\r\n"
+                   b"Cookie: a=1\r\nCookie: __Host-endcap_session=abc; b=2\r\nX-CSRF-Token: t")
+    assert (h.method, h.path, h.length, h.chunked) == ("POST", "/update/upload", 5_000_000, False)
+    assert h.cookie("__Host-endcap_session") == "abc" and h.headers["x-csrf-token"] == "t"
+    assert decide(h, limit=10 << 20) == "ask" and decide(h, limit=1 << 20) == "too-large"
+    assert decide(parse_head(b"POST / HTTP/1.1\r\nContent-Length: 1048576"), limit=10 << 20) == "relay"
+    assert decide(parse_head(b"GET / HTTP/1.1\r\nHost: gw"), limit=10) == "relay"
+    assert decide(parse_head(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked"), limit=10 << 20) == "ask"
+    for bad in (b"POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked",
+                b"POST / HTTP/1.1\r\nContent-Length: 1\r\ncontent-length: 1",
+                b"POST / HTTP/1.1\r\nContent-Length: 0x10", b"POST / HTTP/1.1\r\nContent-Length: -1",
+                b"POST / HTTP/1.1\r\nContent-Length : 1", b"POST / HTTP/1.1\r\nA: b\r\n c: d",
+                b"POST / HTTP/1.1\nContent-Length: 1", b"POST / HTTP/1.1\r\nA: b\rContent-Length: 9",
+                b"POST /\r\nHost: x", b"POST / HTTP/2\r\nHost: x"):
+        with pytest.raises(HeadError):
+            parse_head(bad)

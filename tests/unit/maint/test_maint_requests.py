@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import tarfile
+from pathlib import Path
 
 import pytest
 
@@ -156,23 +157,59 @@ def _upload(app, body: bytes, *, length: int | None = None):
     return app.client.post("/update/upload", base_url=ORIGIN, data=body, headers=headers)
 
 
-def test_upload_refuses_non_bundles_and_oversized_files(maint_factory):
+def test_upload_refuses_non_bundles_and_oversized_files(maint_factory, updater_peer):
     app = maint_factory(max_upload_bytes=1000)
     app.login()
+    uploads = app.state / "uploads"
+    # no updater answering: nothing is taken in that nobody could install
+    r = _upload(app, b"hsqs" + b"\0" * 500)
+    assert r.status_code == 503 and "updater is not answering" in r.get_json()["message"]
+    assert not uploads.exists() or not any(uploads.iterdir())
+    peer = updater_peer(app.paths)
     r = _upload(app, b"PK\x03\x04 a zip file" + b"\0" * 100)
     assert r.status_code == 415 and "not a RAUC bundle" in r.get_json()["message"]
     r = _upload(app, b"hsqs" + b"\0" * 2000)
     assert r.status_code == 413 and "limit of 1000 bytes" in r.get_json()["message"]
     r = _upload(app, b"")
     assert r.status_code in (411, 415)  # empty: no length, or no squashfs header
-    uploads = app.state / "uploads"
     assert not uploads.exists() or not any(uploads.iterdir())
-    # a bundle-looking file within the limit reaches the updater, which is not running here
+    # the updater answers with a refusal: it never took the file, so the page removes it
+    peer.refuse = "refused: [signature] the bundle's signature does not verify"
     r = _upload(app, b"hsqs" + b"\0" * 500)
-    assert r.status_code == 422 and "updater is not answering" in r.get_json()["message"]
-    assert not any(uploads.iterdir())  # refused uploads are removed
+    assert r.status_code == 422 and "signature" in r.get_json()["message"]
+    assert not any(uploads.iterdir())
     results = [x["result"] for x in app.audit() if x["action"] == "install"]
     assert any("not a RAUC bundle" in x for x in results) and any("limit" in x for x in results)
+    assert any("signature" in x for x in results)
+
+
+def test_upload_is_handed_over_under_its_own_name_and_waits_for_a_busy_updater(maint_factory, updater_peer):
+    app = maint_factory(max_upload_bytes=1000)
+    app.login()
+    peer = updater_peer(app.paths)
+    assert app.get("/api/update/ready").get_json() == {"ok": True, "message": ""}
+    r = _upload(app, b"hsqs" + b"1" * 500)
+    assert r.status_code == 200 and r.get_json()["state"] == "verifying"
+    first = Path(peer.taken[0])
+    assert first.read_bytes() == b"hsqs" + b"1" * 500  # accepted: the updater owns it now, the page keeps off
+    # the updater is busy with it: the probe says so, and an upload is refused without touching anything
+    ready = app.get("/api/update/ready").get_json()
+    assert ready["ok"] is False and "busy" in ready["message"]
+    r = _upload(app, b"hsqs" + b"2" * 500)
+    assert r.status_code == 409 and "busy" in r.get_json()["message"]
+    assert sorted((app.state / "uploads").iterdir()) == [first] and len(peer.taken) == 1
+    # its verification failed (the reason is in the updater's status): a new upload may go, under a new name,
+    # and the first file is left to the updater (never glob-deleted by the page)
+    peer.state = "failed"
+    st = app.get("/api/update/status").get_json()
+    assert st["state"] == "failed" and st["busy"] is False
+    r = _upload(app, b"hsqs" + b"3" * 500)
+    assert r.status_code == 200
+    second = Path(peer.taken[1])
+    assert second != first and first.exists() and second.read_bytes() == b"hsqs" + b"3" * 500
+    # a stale password: the probe sends the technician to re-authenticate before anything is sent
+    app.clock.advance(app.cfg.reauth_s + 1)
+    assert app.get("/api/update/ready").get_json()["reauth"] is True
 
 
 def test_network_apply_then_confirm_or_roll_back(maint_factory):
@@ -198,3 +235,62 @@ def test_network_apply_then_confirm_or_roll_back(maint_factory):
     assert "Address=10.1.2.3/24" in (app2.root / "network" / "10-endcap-eth0.network").read_text()
     actions = [(x["action"], x["target"]) for x in app2.audit()]
     assert ("network", "confirm") in actions and ("network", "static") in actions
+
+
+OLD_NETWORK = "[Match]\nName=eth0\n[Network]\nDHCP=yes\n"
+
+
+def test_network_apply_whose_reload_fails_puts_the_old_file_back(maint_factory):
+    # networkd_reload on a bus address where nothing listens: the reload really fails
+    app = maint_factory(network_confirm_s=30, network_reload=True)
+    app.login()
+    path = app.root / "network" / "10-endcap-eth0.network"
+    path.parent.mkdir()
+    path.write_text(OLD_NETWORK)
+    for _ in range(2):  # nothing is left pending: a second try fails the same way, not "waiting for confirmation"
+        r = app.post("/network/apply", {"mode": "static", "address": "10.1.2.3/24"})
+        assert r.status_code == 503 and "previous settings are back" in r.get_data(as_text=True)
+        assert path.read_text() == OLD_NETWORK and app.maint.network.machine.state == "failed"
+        assert not (app.state / "network-pending.json").exists()
+    assert any(x["action"] == "network" and x["result"].startswith("failed") for x in app.audit())
+
+
+def test_network_change_unconfirmed_at_a_restart_is_rolled_back(maint_factory):
+    from tests.fixtures.maint import MaintApp
+    app = maint_factory(network_confirm_s=60)
+    app.login()
+    path = app.root / "network" / "10-endcap-eth0.network"
+    path.parent.mkdir()
+    path.write_text(OLD_NETWORK)
+    assert app.post("/network/apply", {"mode": "static", "address": "10.1.2.3/24"}).status_code == 302
+    assert "Address=10.1.2.3/24" in path.read_text() and (app.state / "network-pending.json").exists()
+    # the service restarts (or the device reboots) inside the window: the new process rolls back at start
+    again = MaintApp(app.root, network_confirm_s=60)
+    assert path.read_text() == OLD_NETWORK and again.maint.network.machine.state == "rolled-back"
+    assert not (app.state / "network-pending.json").exists()
+    assert again.login().status_code == 302
+    assert "rolled back" in again.get("/network").get_data(as_text=True)
+    # a change made from nothing (no file before) rolls back to nothing
+    path.unlink()
+    assert again.post("/network/apply", {"mode": "dhcp"}).status_code == 302 and path.exists()
+    MaintApp(app.root, network_confirm_s=60)
+    assert not path.exists()
+    for net in (app.maint.network, again.maint.network):  # end the old processes' timers
+        net.confirm()
+
+
+def test_refusals_without_a_session_cannot_flood_the_audit_log(maint_factory):
+    app = maint_factory(audit_refusals_per_min=5)
+    for i in range(20):  # wrong passwords from many addresses (then back-off refusals): all without a session
+        app.login(app.new_client(f"198.51.100.{i}"), password="wrong wrong wrong")
+    for _ in range(10):  # cross-site posts without a session
+        app.new_client().post("/login", base_url=ORIGIN, data={"user": "x", "password": "y"}, headers={})
+    recs = app.audit()
+    assert len([r for r in recs if r["user"] == "-"]) == 5
+    app.clock.advance(60)
+    app.login(app.new_client("198.51.100.99"), password="wrong wrong wrong")
+    rec = app.audit()[0]
+    assert rec["user"] == "-" and "25 earlier refusal(s)" in rec.get("note", "")
+    # a successful login is always recorded (once the user's back-off has run out)
+    app.clock.advance(app.cfg.backoff_max_s)
+    assert app.login().status_code == 302 and app.audit()[0]["result"] == "ok"

@@ -43,7 +43,9 @@ def test_manifest_and_epoch_token():
     b = build_string(7, dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc))
     assert b == "20260102T030405Z security-epoch=7"
     assert parse_security_epoch(b) == 7 and parse_security_epoch("whatever") == 0
-    assert parse_security_epoch("x security-epoch=12x") == 0
+    with pytest.raises(OtaError) as ei:  # the device refuses it; the NOC must not read it as 0
+        parse_security_epoch("x security-epoch=12x")
+    assert ei.value.code == "manifest"
     m = render_manifest(version="1.0.0", compatible="c", build=b, fmt="verity")
     assert "[bundle]\nformat=verity" in m and "filename=rootfs.ext4" in m
 

@@ -38,3 +38,15 @@ def test_repo_settings_accepted():
     c = UpdaterConfig(compatible="x", repo_url="https://noc/fleet", trusted_root="/etc/endcap/tuf-root.json",
                       ring="canary", bandwidth_bytes_s=1 << 20)
     assert c.floor_source == "trust" and c.poll_interval_s == 3600
+
+
+def test_boot_id_file_and_upload_dir_must_be_absolute():
+    import pytest as _pytest
+
+    from endcap.updater.config import UpdaterConfig
+
+    assert UpdaterConfig(compatible="c").boot_id_file == "/proc/sys/kernel/random/boot_id"
+    assert UpdaterConfig(compatible="c").upload_dir == ""
+    for key in ("boot_id_file", "upload_dir"):
+        with _pytest.raises(ValueError, match=f"{key}: 'rel' is not an absolute path"):
+            UpdaterConfig(compatible="c", **{key: "rel"})

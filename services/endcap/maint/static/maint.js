@@ -16,6 +16,10 @@
   const result = document.getElementById("upload-result");
   const show = (msg, ok) => { result.textContent = msg; result.className = ok ? "ok" : "bad"; };
 
+  const BUSY = ["checking", "downloading", "verifying", "installing"];
+
+  // The updater's status is the only source of progress and of the final result (a refusal's reason
+  // arrives there, in its message and history): poll until it is no longer busy.
   function poll() {
     fetch("/api/update/status", { headers: { "Accept": "application/json" }, credentials: "same-origin" })
       .then((r) => r.json())
@@ -24,18 +28,19 @@
         bar.value = st.progress || 0;
         text.textContent = `${st.state} ${st.progress || 0} %`;
         document.body.dataset.updateState = st.state;
-        if (st.message) show(st.message, st.state !== "failed");
-        if (["installing", "verifying", "downloading", "checking"].includes(st.state)) setTimeout(poll, 500);
+        if (BUSY.includes(st.state)) {
+          if (st.message) show(st.message, true);
+          setTimeout(poll, 500);
+        } else if (st.state === "failed") {
+          show(`${st.last_result || "failed"}: ${st.message}`, false);
+        } else if (st.message) {
+          show(st.message, true);
+        }
       })
       .catch(() => { show("The updater is not answering.", false); });
   }
 
-  form.addEventListener("submit", (ev) => {
-    ev.preventDefault();
-    const file = document.getElementById("bundle").files[0];
-    if (!file) return;
-    if (file.size > Number(form.dataset.limit)) { show(`The file is larger than the limit (${form.dataset.limit} bytes).`, false); return; }
-    if (!window.confirm(`Install ${file.name}? The gateway reboots into it when it is installed.`)) return;
+  function send(file) {
     const xhr = new XMLHttpRequest();
     xhr.open("POST", "/update/upload");
     xhr.setRequestHeader("Content-Type", "application/octet-stream");
@@ -50,9 +55,27 @@
       if (body.reauth) { window.location = "/reauth?next=/update"; return; }
       document.body.dataset.upload = body.ok ? "accepted" : "refused";
       show(body.message || (body.ok ? "Accepted." : "Refused."), !!body.ok);
-      if (body.ok) poll();
+      poll();
     };
     xhr.onerror = () => show("The upload was cut off.", false);
     xhr.send(file);
+  }
+
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const file = document.getElementById("bundle").files[0];
+    if (!file) return;
+    if (file.size > Number(form.dataset.limit)) { show(`The file is larger than the limit (${form.dataset.limit} bytes).`, false); return; }
+    if (!window.confirm(`Install ${file.name}? The gateway reboots into it when it is installed.`)) return;
+    delete document.body.dataset.upload;
+    // ask first (password fresh, updater free), so a large file is not sent only to be refused
+    fetch("/api/update/ready", { headers: { "Accept": "application/json" }, credentials: "same-origin" })
+      .then((r) => r.json())
+      .then((ready) => {
+        if (ready.reauth) { window.location = "/reauth?next=/update"; return; }
+        if (!ready.ok) { document.body.dataset.upload = "refused"; show(ready.message, false); return; }
+        send(file);
+      })
+      .catch(() => show("The gateway is not answering.", false));
   });
 })();
