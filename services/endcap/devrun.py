@@ -20,7 +20,7 @@ from pathlib import Path
 from .core.atomic import atomic_write
 from .core.bus import Subscriber
 from .core.messages import TOPICS
-from .core.errors import BusTimeout
+from .core.errors import BusTimeout, EndcapError
 from .core.paths import Paths
 from .gateway import SERVICES
 from .launcher import ServiceProcess
@@ -96,7 +96,7 @@ def run_gateway(root: str | None, speed: float, duration_s: float | None, faults
         screen = _start_screen(paths, logs)
         _banner(paths, logs, children)
         _show_bus(paths, stop, duration_s)
-    except RuntimeError as e:
+    except (RuntimeError, EndcapError) as e:
         print(f"endcap run: {e}", file=sys.stderr)
         return 1
     finally:

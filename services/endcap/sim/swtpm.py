@@ -1,8 +1,8 @@
 """A software TPM (swtpm) for dev runs and tests, reached over a unix socket (dev hosts only).
 
 ``start_swtpm`` starts ``swtpm socket --tpm2`` with its state in a short directory (a fresh temp dir,
-or ``state_dir`` to keep the TPM across runs), waits until its control socket accepts a connection
-(the readiness signal; an early exit is noticed at once), and ``Swtpm.stop`` shuts it down in order
+or ``state_dir`` to keep the TPM across runs), waits until its control socket and its TPM socket
+both accept a connection (the readiness signal; an early exit is noticed at once), and ``Swtpm.stop`` shuts it down in order
 with ``swtpm_ioctl -s`` (SIGTERM by PID only if that fails). Missing binaries are a clear error:
 Debian's ``swtpm swtpm-tools`` provide them, and a TPM is never mocked.
 """
@@ -40,22 +40,30 @@ class Swtpm:
                 self.proc.wait(timeout=10)
 
 
-def _wait_ready(proc: subprocess.Popen, ctrl: Path, timeout_s: float) -> None:
+def _accepts(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        try:
+            s.connect(str(path))
+            return True
+        except (FileNotFoundError, ConnectionRefusedError):
+            return False
+
+
+def _wait_ready(proc: subprocess.Popen, sockets: tuple[Path, ...], timeout_s: float) -> None:
+    """Ready when every socket accepts: the control socket is created before the TPM's server socket,
+    so waiting on the control socket alone races a client that connects at once (seen under load)."""
+    ctrl = sockets[0]
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"swtpm exited with {proc.returncode}; see {ctrl.parent / 'swtpm.log'}")
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            try:
-                s.connect(str(ctrl))
-                return
-            except (FileNotFoundError, ConnectionRefusedError):
-                pass
+        if all(_accepts(p) for p in sockets):
+            return
         try:  # block on the process, not a sleep: returns at once if swtpm dies
             proc.wait(timeout=0.01)
         except subprocess.TimeoutExpired:
             pass
-    raise RuntimeError(f"swtpm control socket {ctrl} not ready within {timeout_s} s")
+    raise RuntimeError(f"swtpm sockets {', '.join(map(str, sockets))} not ready within {timeout_s} s")
 
 
 def start_swtpm(prefix: str = "swtpm-", state_dir: Path | None = None) -> Swtpm:
@@ -73,7 +81,7 @@ def start_swtpm(prefix: str = "swtpm-", state_dir: Path | None = None) -> Swtpm:
             stdout=subprocess.DEVNULL, stderr=log)
     tpm = Swtpm(proc, d, sock, ctrl)
     try:
-        _wait_ready(proc, ctrl, 20.0)
+        _wait_ready(proc, (ctrl, sock), 20.0)
     except BaseException:
         tpm.stop()
         shutil.rmtree(d, ignore_errors=True)
