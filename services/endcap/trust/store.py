@@ -205,6 +205,7 @@ class ModelStore:
         man, raw, sig, digest = self._header(tpm, src, where)
         self.staging.mkdir(parents=True, exist_ok=True)
         out = Path(tempfile.mkdtemp(prefix="pkg-", dir=self.staging))
+        os.chmod(out, 0o750)  # mkdtemp makes 0700; the model's readers (offers) are in trust's group
         try:
             for f in man.files:
                 dst = os.open(out / f.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)

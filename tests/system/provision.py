@@ -1,0 +1,116 @@
+"""What staging does to a fresh gateway, done to a dev-image guest by the system tests.
+
+- ``enrol_tpm``: enrol the guest's swtpm (its state directory, before QEMU attaches it) under a
+  throwaway model-signing root, as provisioning does on the staging bench.
+- ``model_media``: the dev offers model signed by that root, on a small ext4 disk attached read-only
+  (vdb): the "USB stick" a technician would bring; the guest installs it through the trust service.
+- ``store_activity``: one sale rung up at the dev image's POS (its SQLite source on /data), so pos
+  publishes a basket and stock changes, as a shop does all day.
+"""
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from endcap.sim.swtpm import start_swtpm
+from endcap.trust.enrol import enrol
+from endcap.trust.tpm import Tpm
+from endcap_models import devmodel, sign
+
+REPO = Path(__file__).resolve().parents[2]
+MODEL_CACHE = REPO / ".cache" / "endcap" / "models"
+MEDIA_MOUNT = "/run/endcap-media"
+
+
+@dataclass(frozen=True)
+class ModelSigner:
+    key: object
+    chain: list
+
+
+def make_signer() -> ModelSigner:
+    root_key, root = sign.make_root(cn="Endcap system-test model root (throwaway)")
+    key, cert = sign.make_signer(root_key, root, cn="Endcap system-test model signer (throwaway)")
+    return ModelSigner(key, [cert, root])
+
+
+def enrol_tpm(state_dir: Path, signer: ModelSigner) -> None:
+    """Enrol the swtpm whose state lives in ``state_dir`` (QEMU's swtpm later runs on the same state)."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    tpm = start_swtpm(state_dir=state_dir)
+    try:
+        with Tpm(tpm.tcti) as t:
+            enrol(t, sign.root_key_hash(signer.chain[-1]))
+    finally:
+        tpm.stop()
+    for stale in ("s", "c", "swtpm.log"):  # the socket-mode files; QEMU's swtpm makes its own
+        p = state_dir / stale
+        if p.is_socket() or stale == "swtpm.log":
+            p.unlink(missing_ok=True)
+
+
+def model_media(workdir: Path, signer: ModelSigner) -> Path:
+    """An ext4 image holding ``model/`` (the dev offers model, signed); returns the image's path."""
+    from cryptography.hazmat.primitives import serialization
+
+    tree = workdir / "media"
+    package = devmodel.ensure(MODEL_CACHE)
+    keyfile, chainfile = workdir / "signer.key.pem", workdir / "chain.pem"
+    keyfile.write_bytes(signer.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                 serialization.NoEncryption()))
+    os.chmod(keyfile, 0o600)
+    chainfile.write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in signer.chain))
+    devmodel.signed_copy(package, tree / "model", keyfile, chainfile)
+    used = sum(f.stat().st_size for f in tree.rglob("*") if f.is_file())
+    image = workdir / "media.ext4"
+    r = subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", "-O", "^has_journal", "-L", "media", "-d", str(tree),
+                        str(image), f"{int(used * 1.1) // (1 << 20) + 32}M"], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"mkfs.ext4 of the model media failed: {r.stderr}")
+    return image
+
+
+INSTALL_PY = """
+from endcap.core import messages as m
+from endcap.core.bus import RpcClient
+from endcap.core.paths import Paths
+with RpcClient(Paths.under("/").rpc_address("trust"), "provision", timeout_ms=600_000) as rpc:
+    r = rpc.call("install", m.InstallRequest("{path}"), m.Installed)
+print("installed", r.name, r.version)
+"""
+
+SALE_PY = """
+import datetime as dt, sqlite3
+db = sqlite3.connect("/var/lib/endcap/pos/source/pos.db", timeout=30)
+now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+with db:
+    db.execute("INSERT OR IGNORE INTO ospos_items (item_id, name, category, item_number, unit_price) "
+               "VALUES (1001, 'Whole milk 1l', 'FLUID MILK PRODUCTS', '1001', 1.29)")
+    db.execute("INSERT INTO ospos_item_quantities (item_id, location_id, quantity, updated_at) VALUES (1001, 1, 50, ?) "
+               "ON CONFLICT (item_id, location_id) DO UPDATE SET quantity = quantity - 1, updated_at = excluded.updated_at",
+               (now,))
+    sale = db.execute("INSERT INTO ospos_sales (sale_time, updated_at) VALUES (?, ?)", (now, now)).lastrowid
+    db.execute("INSERT INTO ospos_sales_items (sale_id, item_id, line, quantity_purchased, item_unit_price) "
+               "VALUES (?, 1001, 1, 1, 1.29)", (sale,))
+print("sale", sale)
+"""
+
+
+def py_command(source: str, user: str | None = None) -> str:
+    """A console line that runs ``source`` with the image's Python (base64: no quoting, one line)."""
+    b64 = base64.b64encode(source.encode()).decode()
+    run_as = f"runuser -u {user} -- " if user else ""
+    return f"echo {b64} | base64 -d | {run_as}/opt/endcap/bin/python3 -"
+
+
+def install_model(guest, timeout_s: float = 600) -> str:
+    """Mount the media (vdb) and install its model through the guest's trust service."""
+    guest.check(f"mkdir -p {MEDIA_MOUNT} && mount -o ro /dev/vdb {MEDIA_MOUNT}")
+    return guest.check(py_command(INSTALL_PY.replace("{path}", f"{MEDIA_MOUNT}/model")), timeout_s=timeout_s)
+
+
+def store_activity(guest) -> str:
+    return guest.check(py_command(SALE_PY, user="endcap-pos"), timeout_s=120)
