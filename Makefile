@@ -16,7 +16,7 @@ test: setup lint
 	$(PY) -m pytest -n $(PYTEST_WORKERS) tests
 
 lint: setup
-	$(VENV)/bin/ruff check $(wildcard services ota provisioning models) tests bench
+	$(VENV)/bin/ruff check $(wildcard services ota provisioning models image) tests bench
 
 test-fast: setup
 	$(PY) -m pytest -n $(PYTEST_WORKERS) -m "not system" tests/unit
