@@ -16,6 +16,7 @@ from endcap.sim import writer
 from endcap.sim.dataset import load_store
 from endcap.sim.replay import Simulator
 from endcap.sim.sourcedb import open_source
+from tests.fixtures.waiting import until
 
 
 @pytest.fixture
@@ -32,14 +33,6 @@ def _config(url: str) -> str:
             f'health_interval_s = 0.3\nstock_count_max_age_s = 1e9\n[pos.sql]\nurl = "{url}"\n')
 
 
-def _until(fn, check, timeout_s: float = 20.0):
-    deadline, pause = time.monotonic() + timeout_s, threading.Event()
-    while True:
-        got = fn()
-        if check(got):
-            return got
-        assert time.monotonic() < deadline, f"condition not met within {timeout_s} s; last: {got}"
-        pause.wait(0.1)
 
 
 def test_link_reports_poll_lag_quarantine_and_the_probe_reads_the_source(gateway, store_db):
@@ -69,13 +62,13 @@ def test_link_reports_poll_lag_quarantine_and_the_probe_reads_the_source(gateway
         src.commit()
         probe = rpc.call("test_link", m.Empty(), m.PosLinkTest)
         assert not probe.ok and "sales table ospos_sales is missing" in probe.detail, probe.detail
-        down = _until(lambda: rpc.call("link", m.Empty(), m.PosLink), lambda lk: lk.last_error is not None)
+        down = until(lambda: rpc.call("link", m.Empty(), m.PosLink), lambda lk: lk.last_error is not None)
         assert down.last_error.code == "schema_drift" and "ospos_sales" in down.last_error.message
         assert down.last_poll_ok_at >= link.last_poll_ok_at  # the last success is kept, not cleared
 
         src.execute("ALTER TABLE ospos_sales_moved RENAME TO ospos_sales")
         src.commit()
-        back = _until(lambda: rpc.call("link", m.Empty(), m.PosLink), lambda lk: lk.last_error is None)
+        back = until(lambda: rpc.call("link", m.Empty(), m.PosLink), lambda lk: lk.last_error is None)
         assert back.last_poll_ok_at > link.last_poll_ok_at
         assert rpc.call("test_link", m.Empty(), m.PosLinkTest).ok
     src.close()
@@ -154,7 +147,7 @@ def test_a_slow_link_probe_never_holds_up_the_stock_path(gateway, tmp_path, monk
         gateway.start("pos")
         sku = "2"
         with RpcClient(gateway.paths.rpc_address("pos"), "test", timeout_ms=5000) as rpc:
-            want = _until(lambda: rpc.call("stock", m.StockQuery([sku]), m.StockReply).levels[0].qty, lambda q: q == 20.0)
+            want = until(lambda: rpc.call("stock", m.StockQuery([sku]), m.StockReply).levels[0].qty, lambda q: q == 20.0)
             answers: list = []
             with RpcClient(gateway.paths.rpc_address("pos"), "maint", timeout_ms=10_000) as maint:
                 t_probe = time.perf_counter()

@@ -2,7 +2,6 @@
 process, with a real display page in Debian's Chromium acknowledging what it shows."""
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
@@ -12,6 +11,7 @@ from endcap.core.bus import RpcClient
 from endcap.core.errors import RemoteError
 from endcap.signage import proof
 from tests.fixtures.signage import LOOP_TOML, open_display, wait_attr
+from tests.fixtures.waiting import until
 
 CONFIG = """
 [[signage.displays]]
@@ -24,14 +24,6 @@ zones = ["shelf-8", "shelf-9"]
 """ + LOOP_TOML
 
 
-def _until(fn, check, timeout_s: float = 10.0):
-    deadline, pause = time.monotonic() + timeout_s, threading.Event()
-    while True:
-        got = fn()
-        if check(got):
-            return got
-        assert time.monotonic() < deadline, f"condition not met within {timeout_s} s; last: {got}"
-        pause.wait(0.05)
 
 
 def _screen(rpc, display: str) -> m.ScreenState:
@@ -49,7 +41,7 @@ def test_screens_follow_the_page_and_a_test_card_is_marked_and_not_proof_of_an_o
         page = browser_page
         t0 = time.time()
         open_display(page, url, "aisle-7")
-        loop = _until(lambda: _screen(rpc, "aisle-7"), lambda s: s.acked_at is not None and s.showing == "loop")
+        loop = until(lambda: _screen(rpc, "aisle-7"), lambda s: s.acked_at is not None and s.showing == "loop")
         assert loop.title is None and loop.sku is None and t0 <= loop.acked_at <= time.time()
 
         pushed = rpc.call("push_test_offer", m.PushTestOfferRequest("aisle-7"), m.ScreensReply)
@@ -60,13 +52,13 @@ def test_screens_follow_the_page_and_a_test_card_is_marked_and_not_proof_of_an_o
                     outline: getComputedStyle(o).outlineStyle}; }""")
         assert view["id"].startswith("maint-test-") and view["test"] == "1" and view["outline"] == "dashed"
         assert view["title"] == "TEST - not a real offer"
-        shown = _until(lambda: _screen(rpc, "aisle-7"), lambda s: s.showing == "offer")
+        shown = until(lambda: _screen(rpc, "aisle-7"), lambda s: s.showing == "offer")
         assert (shown.title, shown.sku) == ("TEST - not a real offer", "TEST")
         assert _screen(rpc, "endcap-2").acked_at is None  # only the display asked for got it
 
         wait_attr(page, "state", "loop", 6)  # short TTL: the loop comes back by itself
         path = signage.gw.paths.service_state("signage") / "proof" / proof.CURRENT
-        rec = _until(lambda: [r for r in proof.read(path) if r.get("offer_id") == view["id"]] if path.exists() else [],
+        rec = until(lambda: [r for r in proof.read(path) if r.get("offer_id") == view["id"]] if path.exists() else [],
                      bool)[0]
         assert rec["type"] == "test" and rec["display"] == "aisle-7"
 
@@ -74,7 +66,7 @@ def test_screens_follow_the_page_and_a_test_card_is_marked_and_not_proof_of_an_o
         signage.wait_bus()
         real = signage.offer(ttl_s=3.0)
         signage.show(page, real)
-        got = _until(lambda: _screen(rpc, "aisle-7"), lambda s: s.showing == "offer" and s.sku == real.sku)
+        got = until(lambda: _screen(rpc, "aisle-7"), lambda s: s.showing == "offer" and s.sku == real.sku)
         assert got.title == real.title
 
         # an offer on the bus may not pose as a test card

@@ -2,7 +2,6 @@
 watching the composite clip (real people), plus a camera that never delivers a frame."""
 from __future__ import annotations
 
-import threading
 import time
 
 import numpy as np
@@ -13,16 +12,9 @@ from endcap.core.bus import RpcClient
 from endcap.core.errors import RemoteError
 from endcap.launcher import wait_health
 from tests.fixtures.vision import aisle_clip, camera_toml, vision_toml  # noqa: F401 - fixture
+from tests.fixtures.waiting import until
 
 
-def _until(fn, check, timeout_s: float = 30.0):
-    deadline, pause = time.monotonic() + timeout_s, threading.Event()
-    while True:
-        got = fn()
-        if check(got):
-            return got
-        assert time.monotonic() < deadline, f"condition not met within {timeout_s} s; last: {got}"
-        pause.wait(0.1)
 
 
 def test_cameras_report_state_and_the_snapshot_is_a_blurred_jpeg_with_zones(gateway, aisle_clip):  # noqa: F811
@@ -51,13 +43,13 @@ def test_cameras_report_state_and_the_snapshot_is_a_blurred_jpeg_with_zones(gate
         assert img is not None and img.shape[1] == 320 and img.shape[0] == 180
         zone_px = np.linalg.norm(img.astype(np.float32) - np.array((0, 200, 255), np.float32), axis=2) < 40
         assert zone_px.sum() > 200  # the zone outlines are drawn
-        later = _until(lambda: rpc.call("snapshot", m.SnapshotRequest("cam1"), m.Snapshot), lambda s: s.taken_at > snap.taken_at)
+        later = until(lambda: rpc.call("snapshot", m.SnapshotRequest("cam1"), m.Snapshot), lambda s: s.taken_at > snap.taken_at, 30.0)
         assert later.jpeg != snap.jpeg
 
         def person_outlined(s: m.Snapshot) -> bool:  # the service hands its detections to the blur
             im = cv2.imdecode(np.frombuffer(s.jpeg, np.uint8), cv2.IMREAD_COLOR)
             return int((np.linalg.norm(im.astype(np.float32) - np.array((60, 220, 60), np.float32), axis=2) < 45).sum()) > 40
-        _until(lambda: rpc.call("snapshot", m.SnapshotRequest("cam1"), m.Snapshot), person_outlined)
+        until(lambda: rpc.call("snapshot", m.SnapshotRequest("cam1"), m.Snapshot), person_outlined, 30.0)
 
         with pytest.raises(RemoteError) as e:
             rpc.call("snapshot", m.SnapshotRequest("gone"), m.Snapshot)
