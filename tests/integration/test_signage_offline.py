@@ -9,7 +9,8 @@ import time
 from bench.browser import clock_offset_ms
 from tests.fixtures.browser import new_page, shoot
 from tests.fixtures.signage import LOOP_TOML, open_display, wait_attr
-from tests.integration.test_signage_page import proof_records, wait_until
+from tests.fixtures.waiting import wait_until
+from tests.integration.test_signage_page import proof_records
 
 CONFIG = """
 [[signage.displays]]

@@ -7,8 +7,6 @@ as text; missing creatives and unknown displays fall back to the built-in loop, 
 from __future__ import annotations
 
 import random
-import threading
-import time
 
 from bench.browser import STAMP_SCRIPT
 from bench.common import percentile
@@ -16,6 +14,7 @@ from bench.signage_latency import drive, prime
 from endcap.signage import proof
 from tests.fixtures.browser import new_page, shoot
 from tests.fixtures.signage import LOOP_TOML, open_display, wait_attr
+from tests.fixtures.waiting import wait_until
 
 CONFIG = """
 [[signage.displays]]
@@ -38,18 +37,6 @@ id = "broken"
 items = [{ id = "absent", creative = "absent.png", duration_s = 60 }]
 """ + LOOP_TOML
 
-
-def wait_until(check, timeout_s: float = 10.0, what: str = "condition"):
-    """Poll ``check()`` until it returns something truthy; AssertionError after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    pause = threading.Event()
-    while True:
-        got = check()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout_s} s")
-        pause.wait(0.05)
 
 
 def proof_records(signage) -> list[dict]:

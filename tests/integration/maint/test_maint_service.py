@@ -5,24 +5,17 @@ from __future__ import annotations
 import hashlib
 import socket
 import ssl
-import threading
 import time
 
 from cryptography import x509
 
 from tests.fixtures.maint import Https, maint_toml, screen, start_stack
+from tests.fixtures.waiting import wait_until
 
 
-def wait_until(check, timeout_s: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout_s
-    pause = threading.Event()
-    while True:
-        got = check()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout_s} s")
-        pause.wait(0.2)
+def wait_for(check, timeout_s: float = 30.0, what: str = "condition"):
+    return wait_until(check, timeout_s, what, pause_s=0.2)
+
 
 
 def test_tls_certificate_setup_code_and_restart_through_dbus(gateway, dbus_daemon, systemd_factory):
@@ -62,7 +55,7 @@ def test_tls_certificate_setup_code_and_restart_through_dbus(gateway, dbus_daemo
     assert web.cookie.startswith("__Host-endcap_session=")
 
     # signage runs (a real process under the stand-in) but no screen acknowledges: unhealthy, in plain words
-    body = wait_until(lambda: (b := web.request("GET", "/")[2]) and 'id="svc-signage" class="bad"' in b and b,
+    body = wait_for(lambda: (b := web.request("GET", "/")[2]) and 'id="svc-signage" class="bad"' in b and b,
                       what="signage shown unhealthy")
     assert "needs attention" in body
     before = sysd.unit("endcap-signage.service")
@@ -79,7 +72,7 @@ def test_tls_certificate_setup_code_and_restart_through_dbus(gateway, dbus_daemo
     assert "endcap-signage.service" in body and "dbus.service" in body and "127.0.0.1" in body
     # reboot is logind's orderly Reboot(false) (systemd1's forced Reboot is not offered by the stand-in)
     assert web.post("/services/reboot", {})[0] == 200
-    wait_until(sysd.reboot_file.exists, what="Reboot called")
+    wait_for(sysd.reboot_file.exists, what="Reboot called")
     assert "login1 interactive=False" in sysd.reboot_file.read_text()
     assert sysd.wait_unit("endcap-signage.service", lambda s: s["active"] == "inactive")["pid"] == 0
 
@@ -94,7 +87,7 @@ def test_health_page_reads_the_bus_and_service_survives_dead_sources(gateway, db
         body = web.request("GET", "/")[2]
         row = body.split('id="svc-signage"')[1].split("</tr>")[0]
         return body if "no health report" not in row else None
-    body = wait_until(signage_reported, what="signage health received")
+    body = wait_for(signage_reported, what="signage health received")
     assert 'id="svc-pos" class="bad"' in body and "not answering" in body  # pos is not running at all
     for page in ("/pos", "/models", "/update", "/cameras"):
         status, _, body = web.request("GET", page)
