@@ -65,8 +65,9 @@ def test_v1_to_v2_into_b_then_marked_bad_back_to_a(guest, dev_image, tmp_path):
     status = guest.check("rauc status --detailed --output-format=json-pretty", timeout_s=120)
     assert re.search(r'"booted"\s*:\s*"B"', status), status
     assert guest.check("cat /data/endcap/marker").strip() == "v1-was-here"
-    assert _grubenv(guest)["B_TRY"] == "1"  # being tried: the next boot falls back unless marked good
-    guest.check("rauc status mark-good")  # the updater does this after its health gate
+    # GRUB set B_TRY=1 at this boot; the updater, finding no update of its own pending, may already have
+    # cleared it (it marks the committed slot good at every start); here the slot is confirmed by hand.
+    guest.check("rauc status mark-good")
     assert _grubenv(guest)["B_TRY"] == "0"
 
     # B goes bad (the updater's health gate failed): the next boot is A again, data still there

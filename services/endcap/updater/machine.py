@@ -13,8 +13,10 @@ went down) goes back to waiting for the reboot. Only a different boot id on the 
 new slot did not come up". A failed reboot command (``RebootFailed``) or RAUC mark (``MarkDone`` not ok)
 is retried with back-off; a mark-good that keeps failing ends in the confirm timeout's rollback.
 
-Invariants: MarkGood is emitted only in ``confirming`` after a healthy report on a slot other than the one
-we came from, RaiseFloor only after RAUC confirmed that mark; a Reboot is emitted only inside the reboot
+Invariants: a new slot is marked good (MarkGood) only in ``confirming`` after a healthy report on a slot
+other than the one we came from, RaiseFloor only after RAUC confirmed that mark; the only other MarkGood is at
+start on the slot that is already committed (no update pending, or a rollback landed on it), which clears
+the try flag GRUB sets on every boot (what rauc-mark-good would do); a Reboot is emitted only inside the reboot
 window (or at once when no window is configured) or to roll back; a refused/failed step never leaves
 ``pending`` set.
 """
@@ -193,7 +195,9 @@ def _started(s: State, ev: Started, confirm_timeout_s: float) -> tuple[State, li
     p = s.pending
     base = r(s, booted=ev.booted, boot_id=ev.boot_id)
     if p is None:
-        return r(base, phase=IDLE, target=None), [Persist(), Publish()]
+        # A boot of the committed slot: GRUB marked it "being tried" (RAUC's A/B script); clear that, as
+        # rauc-mark-good would, or the next reboot falls over to the other slot.
+        return r(base, phase=IDLE, target=None), [Persist(), MarkGood(), Publish()]
     if p.rebooted and p.reboot_boot_id and ev.boot_id == p.reboot_boot_id:
         # Same boot as the one that asked for the reboot: it never happened. Ask again (now, or in the window).
         p2 = r(p, rebooted=False, retry_at=0.0)
@@ -205,7 +209,7 @@ def _started(s: State, ev: Started, confirm_timeout_s: float) -> tuple[State, li
         if ev.booted == p.from_slot:
             why = p.reason or "rolled back"
             return r(base, phase=IDLE, pending=None, target=None, last_result="rolled-back", rollback_reason=why,
-                     message=f"{p.version} rolled back: {why}"), [Persist(), Publish()]
+                     message=f"{p.version} rolled back: {why}"), [Persist(), MarkGood(), Publish()]
         # Came up on the new slot again although it was marked bad: mark it bad again and reboot.
         return (r(base, phase=REBOOTING, pending=r(p, rebooted=False, retry_at=0.0),
                   message=f"{p.version} rolling back: {p.reason}"), [Persist(), Publish(), MarkBad()])
@@ -213,7 +217,7 @@ def _started(s: State, ev: Started, confirm_timeout_s: float) -> tuple[State, li
         why = f"slot {p.from_slot} booted again: the new slot did not come up"
         return (r(base, phase=IDLE, pending=None, target=None, last_result="rolled-back", rollback_reason=why,
                   message=f"{p.version} rolled back: {why}"),
-                [Persist(), Record(p.version, "rolled-back", why), Publish()])
+                [Persist(), Record(p.version, "rolled-back", why), MarkGood(), Publish()])
     if ev.booted != p.from_slot:
         keep = (s.phase == CONFIRMING and p.deadline is not None and s.booted == ev.booted
                 and s.boot_id == ev.boot_id)  # the updater restarted within the same boot: same deadline

@@ -79,8 +79,12 @@ def test_unhealthy_after_boot_marks_bad_and_returns_to_old_slot(root, rauc_devic
         st = upd.wait(lambda s: s.booted == "A" and s.state == "idle")
         assert st.last_result == "rolled-back" and "POS database unreachable" in st.rollback_reason
         assert [h.outcome for h in st.history] == ["installed", "rolled-back"]
+        # back on A, the updater clears the try flag GRUB set: the next reboot must not boot the bad B
+        assert upd.wait(lambda s: {x.bootname: x.boot_status for x in s.slots}.get("A") == "good")
     finally:
         upd.stop()
+    assert rauc_device.read_env()["A_TRY"] == "0"
+    assert reboot(rauc_device) == "A"
     assert msgspec.json.decode(rauc_device.floor_file.read_bytes(), type=FloorFile).epoch == 0
 
 

@@ -71,6 +71,15 @@ def test_confirm_timeout_marks_bad_with_reason_and_reboots():
     s, acts = run(s, mc.Started("A", 200.0, "boot3"))
     assert s.phase == mc.IDLE and s.pending is None and s.last_result == "rolled-back"
     assert "Record" not in kinds(acts)  # recorded once, before the reboot
+    assert "MarkGood" in kinds(acts)  # GRUB marked A "being tried" on the way back: clear it, or A is skipped next
+
+
+def test_every_boot_of_the_committed_slot_clears_its_try_flag():
+    """GRUB's A/B script sets <slot>_TRY=1 on every boot; without a mark-good the next reboot falls over."""
+    s, acts = run(mc.State(), mc.Started("A", 0.0, "boot1"))
+    assert kinds(acts) == ["Persist", "MarkGood", "Publish"] and s.phase == mc.IDLE
+    s, acts = run(s, mc.MarkDone("good", True, 1.0))
+    assert s.phase == mc.IDLE and "RaiseFloor" not in kinds(acts)  # nothing pending: only the flag
 
 
 def test_new_slot_never_came_up_is_a_rollback():
@@ -78,6 +87,7 @@ def test_new_slot_never_came_up_is_a_rollback():
     s, acts = run(s, mc.Started("A", 50.0, "boot2"))
     assert s.last_result == "rolled-back" and "did not come up" in s.rollback_reason
     assert mc.Record("1.1.0", "rolled-back", s.rollback_reason) in acts
+    assert "MarkGood" in kinds(acts)
 
 
 def test_restart_before_reboot_keeps_waiting():

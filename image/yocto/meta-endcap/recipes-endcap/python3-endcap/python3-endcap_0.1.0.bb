@@ -88,7 +88,7 @@ RDEPENDS:${PN}-offers = "${PN}-core python3-numpy"
 RDEPENDS:${PN}-pos = "${PN}-core python3-requests"
 RDEPENDS:${PN}-signage = "${PN}-core python3-flask python3-waitress"
 RDEPENDS:${PN}-trust = "${PN}-core libtss2-tcti-device python3-cryptography python3-tpm2-pytss"
-RDEPENDS:${PN}-updater = "${PN}-core python3-pydbus python3-pygobject python3-requests python3-tuf rauc"
+RDEPENDS:${PN}-updater = "${PN}-core python3-pydbus python3-pygobject python3-requests python3-tuf rauc squashfs-tools"
 # The only package that pulls the Jetson inference stack (detectNet, jetson_utils.videoSource):
 # ENDCAP_VISION_ACCEL defaults to jetson-inference (conf/distro/endcap.conf, docs/yocto.md).
 RDEPENDS:${PN}-vision = "${ENDCAP_VISION_ACCEL} \
