@@ -11,6 +11,7 @@ from cryptography import x509
 
 from tests.fixtures.maint import Https, maint_toml, screen, start_stack
 from tests.fixtures.waiting import wait_until
+from tests.fixtures.maint import read_head
 
 
 def wait_for(check, timeout_s: float = 30.0, what: str = "condition"):
@@ -105,15 +106,6 @@ def _tls_post_head(url: str, cafile, headers: dict, length: int):
     return t
 
 
-def _answer(t) -> bytes:
-    got = b""
-    while b"\r\n\r\n" not in got:
-        more = t.recv(65536)
-        if not more:
-            break
-        got += more
-    return got
-
 
 def test_large_upload_without_a_session_is_refused_before_any_body_reaches_the_disk(gateway):
     gateway.write_config(maint_toml(services=[], units=[], systemd_bus="unix:path=" + str(gateway.root / "no-bus"),
@@ -127,7 +119,7 @@ def test_large_upload_without_a_session_is_refused_before_any_body_reaches_the_d
     # nobody logged in: a 100 MB upload is answered on its head, and the connection is dropped
     t = _tls_post_head(info["url"], cert, {"Origin": info["url"], "Content-Type": "application/octet-stream"}, 100_000_000)
     started = time.monotonic()
-    answer = _answer(t)
+    answer = read_head(t)
     assert answer.startswith(b"HTTP/1.1 401 ") and time.monotonic() - started < 10, answer[:200]
     sent = 0
     try:
@@ -146,7 +138,7 @@ def test_large_upload_without_a_session_is_refused_before_any_body_reaches_the_d
     web.request("POST", "/setup", {"code": info["code"]})
     assert web.post("/account", {"new": "store 42 technician", "again": "store 42 technician"})[0] == 302
     t = _tls_post_head(info["url"], cert, {"Origin": info["url"], "Cookie": web.cookie}, 100_000_000)
-    assert _answer(t).startswith(b"HTTP/1.1 403 ")
+    assert read_head(t).startswith(b"HTTP/1.1 403 ")
     t.close()
     # with the token (and a fresh password) the body reaches the page, which says no updater answers
     status, _, body = web.request("POST", "/update/upload", body=b"hsqs" + b"\0" * (2 << 20),

@@ -13,6 +13,7 @@ import pytest
 
 from endcap.maint.server import TlsServer
 from endcap.maint.tlscert import ensure_certificate
+from tests.fixtures.maint import read_head
 
 
 CALLS: list[str] = []
@@ -94,15 +95,6 @@ def tls_socket(cert, port):
     raw = socket.create_connection(("127.0.0.1", port), timeout=20)
     return ssl.create_default_context(cafile=str(cert)).wrap_socket(raw, server_hostname="127.0.0.1")
 
-
-def read_head(sock) -> bytes:
-    got = b""
-    while b"\r\n\r\n" not in got:
-        more = sock.recv(65536)
-        if not more:
-            break
-        got += more
-    return got
 
 
 def test_unauthenticated_large_body_is_refused_before_any_of_it_is_relayed(server):
