@@ -70,9 +70,26 @@ def cmd_sim(args: argparse.Namespace, rest: list[str]) -> int:
 
 
 def cmd_bus_watch(args: argparse.Namespace) -> int:
-    from .devrun import watch_bus
+    from .core.watch import unknown_services, watch
+    from .core.errors import BusError
+    from .gateway import SERVICES
 
-    return watch_bus(Paths.under(args.root), args.service, args.count, args.timeout)
+    names = args.service or list(SERVICES)
+    bad = unknown_services(names, SERVICES)
+    if bad:
+        print(f"--service {', '.join(bad)}: unknown; known: {', '.join(SERVICES)}", file=sys.stderr)
+        return 2
+    if args.count < 0 or args.timeout < 0:
+        print(f"--count {args.count} / --timeout {args.timeout}: must not be negative (0: no limit)", file=sys.stderr)
+        return 2
+    try:
+        watch(Paths.under(args.root), names, args.count, args.timeout)
+    except BusError as e:
+        print(f"endcap bus watch: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # Ctrl-C is how a technician stops it
+        pass
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,9 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("bus", help="look at the bus")
     bsub = s.add_subparsers(dest="bus_command", required=True)
-    w = bsub.add_parser("watch", help="print messages as they are published")
-    w.add_argument("--root", default="/")
-    w.add_argument("--service", action="append", help="only this publisher (repeatable; default all known)")
+    w = bsub.add_parser("watch", help="print messages as they are published (on a gateway too)",
+                        description="Print one line per bus message: time, topic, publishing service, summary. "
+                                    "Runs until Ctrl-C, --count or --timeout.")
+    w.add_argument("--root", default="/", help="filesystem root whose run/endcap sockets to watch (default /)")
+    w.add_argument("--service", action="append",
+                   help="only this publisher (repeatable; default every service of the gateway)")
     w.add_argument("--count", type=int, default=0, help="stop after N messages (0: never)")
     w.add_argument("--timeout", type=float, default=0, help="stop after N seconds (0: never)")
     w.set_defaults(func=cmd_bus_watch)

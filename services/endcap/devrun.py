@@ -17,6 +17,7 @@ import time
 from importlib import resources
 from pathlib import Path
 
+from .core.watch import change_key, describe
 from .core.atomic import atomic_write
 from .core.bus import Subscriber
 from .core.messages import TOPICS
@@ -158,36 +159,6 @@ def _banner(paths: Paths, logs: Path, children: list[ServiceProcess]) -> None:
     sys.stdout.flush()
 
 
-def _describe(topic: str, body) -> str:
-    if topic == "pos.basket":
-        total = sum(ln.qty * ln.price for ln in body.lines)
-        return f"basket {body.txn_id} {body.status}: {len(body.lines)} lines, {total:.2f}"
-    if topic == "pos.stock":
-        known = sum(1 for lv in body.levels if lv.qty is not None)
-        return f"stock: {len(body.levels)} SKUs moved ({known} known)"
-    if topic == "offers.offer":
-        return f"OFFER on zone {body.zone}: {body.title} (sku {body.sku}, relevance {body.relevance:.2f}, {body.ttl_s:.0f} s)"
-    if topic == "trust.model":
-        return f"active model {body.name} {body.version} (epoch {body.security_epoch})"
-    if topic == "vision.zone":
-        return (f"{body.camera}/{body.zone}: shopper #{body.track_id} {body.kind} {body.dwell_s:.1f} s "
-                f"(focus {body.focus:.2f}, confidence {body.confidence:.2f})")
-    if topic == "updater.status":
-        note = f" — {body.message}" if body.message else ""
-        return f"firmware {body.version or '?'} on slot {body.booted or '?'}: {body.state}{note}"
-    if topic.endswith(".health"):
-        return f"{body.service} health: {'ok' if body.ok else 'NOT OK'} — {body.status}"
-    return repr(body)
-
-
-def _change_key(topic: str, body) -> tuple:
-    if topic.endswith(".health"):
-        return (body.ok, body.status)
-    if topic == "trust.model":
-        return (body.digest,)
-    return (body.state, body.message, body.version, body.booted)
-
-
 def _show_bus(paths: Paths, stop: threading.Event, duration_s: float | None) -> None:
     deadline = None if duration_s is None else time.monotonic() + duration_s
     addresses = [paths.pub_address(s) for s in SERVICES]
@@ -200,26 +171,8 @@ def _show_bus(paths: Paths, stop: threading.Event, duration_s: float | None) -> 
             except BusTimeout:
                 continue
             if msg.topic.endswith(".health") or msg.topic in ("trust.model", "updater.status"):  # changes, not heartbeats
-                state = _change_key(msg.topic, msg.body)
+                state = change_key(msg.topic, msg.body)
                 if last_health.get(msg.topic) == state:
                     continue
                 last_health[msg.topic] = state
-            print(f"{time.strftime('%H:%M:%S')} {_describe(msg.topic, msg.body)}", flush=True)
-
-
-def watch_bus(paths: Paths, services: list[str] | None, count: int, timeout_s: float) -> int:
-    names = services or list(SERVICES)
-    topics = list(TOPICS) + [f"{s}.health" for s in names]
-    deadline = time.monotonic() + timeout_s if timeout_s else None
-    seen = 0
-    with Subscriber([paths.pub_address(s) for s in names], topics, "watch", recv_timeout_ms=200) as sub:
-        while deadline is None or time.monotonic() < deadline:
-            try:
-                msg = sub.recv()
-            except BusTimeout:
-                continue
-            print(f"{msg.topic} {msg.envelope.source} {_describe(msg.topic, msg.body)}", flush=True)
-            seen += 1
-            if count and seen >= count:
-                break
-    return 0
+            print(f"{time.strftime('%H:%M:%S')} {describe(msg.topic, msg.body)}", flush=True)

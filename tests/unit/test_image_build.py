@@ -165,7 +165,7 @@ def test_device_wheel_has_no_dev_only_code(tmp_path):
     assert not [n for n in names if n.startswith(("endcap/sim/", "endcap_ota/", "endcap_models/"))]
     assert "endcap/devrun.py" not in names and "endcap/launcher.py" not in names
     assert devicewheel.check_wheel(wheel) == []
-    # only the dev commands of the CLI (`endcap run`, `endcap sim`, `endcap bus watch`) reach for dev code
+    # only the dev commands of the CLI (`endcap run`, `endcap sim`) reach for dev code
     assert set(devicewheel.lazy_dev_imports(wheel)) == {"endcap/cli.py"}
 
 

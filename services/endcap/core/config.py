@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 import sys
+import types
+import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,7 +27,7 @@ T = TypeVar("T")
 _PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")
 _UNKNOWN = re.compile(r"^Object contains unknown field `(?P<key>[^`]+)`")
 _MISSING = re.compile(r"^Object missing required field `(?P<key>[^`]+)`")
-_KEYED = re.compile(r"^(?P<key>[a-z_][a-z0-9_]*): (?P<rest>.+)$", re.S)
+_KEYED = re.compile(r"^(?P<key>[a-z_][a-z0-9_]*(?:\.[A-Za-z0-9_-]+|\.\[\d+\])*): (?P<rest>.+)$", re.S)
 
 
 class Strict(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -54,10 +56,10 @@ def describe(err: msgspec.ValidationError, prefix: str = "") -> str:
         where = ".".join(p for p in (where, key_m.group("key")) if p)
         text = "required key is missing"
     key_m = _KEYED.match(text)
-    if key_m:  # a __post_init__ check that names its key: "url: unsupported scheme"
-        where = ".".join(p for p in (where, key_m.group("key")) if p)
+    if key_m:  # a __post_init__ check that names its key: "url: unsupported scheme", "zones.A.dayparts: ..."
+        where = _join(where, key_m.group("key"))
         text = key_m.group("rest")
-    where = ".".join(p for p in (prefix, where) if p)
+    where = _join(prefix, where)
     return f"{where or '<top>'}: {text}"
 
 
@@ -68,27 +70,61 @@ def parse_toml(text: str, source: str) -> dict[str, Any]:
         raise ConfigError(f"{source}: not valid TOML: {e}", [f"<file>: not valid TOML: {e}"]) from e
 
 
+def _join(prefix: str, where: str) -> str:
+    """``prefix`` and a sub-path joined as a dotted input path (``a.b``; array items ``a.[0]``)."""
+    return ".".join(p for p in (prefix, where) if p)
+
+
+def _unwrap(typ: Any) -> Any:
+    """``typ`` without ``Annotated[...]`` and ``Optional[...]`` (a union of one type with None)."""
+    while True:
+        origin = typing.get_origin(typ)
+        if origin is typing.Annotated:
+            typ = typing.get_args(typ)[0]
+        elif origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(typ) if a is not type(None)]
+            if len(args) != 1:
+                return typ
+            typ = args[0]
+        else:
+            return typ
+
+
 def _struct_type(typ: Any) -> type | None:
-    """The Struct class behind ``typ`` (also inside ``Optional[...]``), or None."""
+    """The Struct class behind ``typ`` (also inside ``Optional[...]``), or None; never a container's item type."""
+    typ = _unwrap(typ)
     if isinstance(typ, type) and issubclass(typ, msgspec.Struct):
         return typ
-    for arg in getattr(typ, "__args__", ()) or ():
-        if isinstance(arg, type) and issubclass(arg, msgspec.Struct):
-            return arg
+    return None
+
+
+def _children(value: Any, typ: Any, prefix: str) -> list[str] | None:
+    """Problems inside a table of tables (``dict[str, X]``) or an array (``list[X]``), item by item;
+    None when ``typ`` is no such container or ``value`` is not one."""
+    typ = _unwrap(typ)
+    origin, args = typing.get_origin(typ), typing.get_args(typ)
+    if origin is dict and len(args) == 2 and isinstance(value, dict):
+        return [p for k, v in value.items() for p in problems_of(v, args[1], _join(prefix, str(k)))]
+    if origin in (list, tuple, set, frozenset) and len(args) == 1 and isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in problems_of(v, args[0], _join(prefix, f"[{i}]"))]
     return None
 
 
 def problems_of(value: Any, typ: Any, prefix: str) -> list[str]:
-    """Every problem in ``value`` against ``typ``, not just the first: recurse into struct tables."""
+    """Every problem in ``value`` against ``typ``, not just the first: recurse into struct tables,
+    tables of tables and arrays, so each problem carries its full input path (``offers.zones.A.skus``)."""
     struct = _struct_type(typ)
+    found: list[str] = []
     if struct is not None and isinstance(value, dict):
         fields = {f.encode_name: f for f in msgspec.structs.fields(struct)}
         found = [f"{prefix}.{k}: unknown key" if prefix else f"{k}: unknown section" for k in value if k not in fields]
         for k, v in value.items():
             if k in fields:
-                found += problems_of(v, fields[k].type, f"{prefix}.{k}" if prefix else k)
-        if found:
-            return found
+                found += problems_of(v, fields[k].type, _join(prefix, k))
+    elif struct is None:
+        found = _children(value, typ, prefix) or []
+    if found:
+        return found
     try:
         msgspec.convert(value, typ, strict=True)
     except msgspec.ValidationError as e:

@@ -20,6 +20,8 @@ Positive = Annotated[float, Meta(gt=0.0)]
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 _CREATIVE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+ZONE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
+"""What a ``[vision]`` zone id may be; an offers zone must name one of them."""
 
 
 def minutes(hhmm: str) -> int:
@@ -90,7 +92,13 @@ class Zone(Strict):
 
     def __post_init__(self) -> None:
         if not self.skus and not self.categories:
-            raise ValueError("skus: a zone needs candidate skus or categories")
+            raise ValueError("no candidates: give skus or categories (a non-empty list of either)")
+        for key in ("skus", "categories"):
+            values = getattr(self, key)
+            if any(not v.strip() for v in values):
+                raise ValueError(f"{key}: {values!r} has an empty name")
+            if len(set(values)) != len(values):
+                raise ValueError(f"{key}: {values!r} names one twice")
 
 
 class OffersConfig(Strict):
@@ -147,9 +155,12 @@ class OffersConfig(Strict):
         if len(set(names)) != len(names):
             raise ValueError("dayparts: names must be unique")
         for zname, z in self.zones.items():
+            if not ZONE_ID.match(zname):
+                raise ValueError(f"zones: zone id {zname!r} is not 1-32 letters, digits, '-' or '_' "
+                                 "(it must equal a [vision] zone id)")
             for dp in z.dayparts:
                 if dp not in names:
-                    raise ValueError(f"zones: zone {zname!r} names unknown daypart {dp!r}")
+                    raise ValueError(f"zones.{zname}.dayparts: unknown daypart {dp!r} (not in [[offers.dayparts]])")
         seen: set[tuple[str, str]] = set()
         for i, e in enumerate(self.catalogue):
             if e.discount_pct > self.max_discount_pct:
