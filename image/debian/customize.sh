@@ -13,6 +13,15 @@ for o in $ENDCAP_OVERLAYS; do
   cp -a --no-preserve=ownership "$o"/. "$root"/
 done
 
+# The maintenance page writes the store LAN's .network file on the data partition (the rootfs is
+# read-only); networkd reads /etc/systemd/network, so that becomes a link to it (docs/image.md).
+# rmdir, not rm -rf: a file an overlay or package put there fails the build instead of vanishing.
+say "/etc/systemd/network -> /var/lib/endcap/network"
+if [ -d "$root/etc/systemd/network" ] && [ ! -L "$root/etc/systemd/network" ]; then
+  rmdir "$root/etc/systemd/network"
+fi
+ln -sfn /var/lib/endcap/network "$root/etc/systemd/network"
+
 say "rauc system.conf + keyring"
 install -D -m 0644 "$ENDCAP_RAUC_CONF" "$root/etc/rauc/system.conf"
 install -D -m 0644 "$ENDCAP_KEYRING" "$root/etc/rauc/keyring.pem"

@@ -4,6 +4,8 @@ Errors print one line ``endcap-ota: <input>: <reason>`` and exit 1; bad usage ex
 Repository commands take ``--repo DIR`` (the served tree) and ``--keys DIR`` (outside it), defaulting to
 ``$ENDCAP_OTA_REPO`` / ``$ENDCAP_OTA_KEYS``. ``refresh`` (alias ``timestamp``) is the scheduled job; it exits 1
 when a role is near expiry but its keys are not in ``--keys`` (the timestamp is still refreshed).
+Writing commands hold ``<repo>/.lock``; one that has to wait says so on stderr and gives up after
+``--lock-wait`` seconds (exit 1, ``[locked]``, naming the lock file and the holder's PID).
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import sys
 from pathlib import Path
 
 from .errors import OtaError
+from .lock import DEFAULT_TIMEOUT_S
 
 
 def _repo_args(p: argparse.ArgumentParser) -> None:
@@ -21,6 +24,13 @@ def _repo_args(p: argparse.ArgumentParser) -> None:
                    help="repository directory served to devices (default $ENDCAP_OTA_REPO)")
     p.add_argument("--keys", type=Path, default=os.environ.get("ENDCAP_OTA_KEYS"),
                    help="role keys directory, outside the repository (default $ENDCAP_OTA_KEYS)")
+    p.add_argument("--lock-wait", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
+                   help="how long a writing command waits for another writer's lock (default %(default)g)")
+
+
+def _say_waiting(path: Path, pid: int | None) -> None:
+    who = f"PID {pid}" if pid else "another process"
+    print(f"endcap-ota: {path}: waiting for the repository lock held by {who}", file=sys.stderr, flush=True)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -89,7 +99,7 @@ def _open_repo(args, ap: argparse.ArgumentParser):
 
     if args.repo is None or args.keys is None:
         ap.error("--repo and --keys (or $ENDCAP_OTA_REPO/$ENDCAP_OTA_KEYS) are required")
-    return FleetRepo.open(args.repo, args.keys)
+    return FleetRepo.open(args.repo, args.keys, lock_timeout_s=args.lock_wait, on_lock_wait=_say_waiting)
 
 
 def _status_lines(st, now: dt.datetime) -> list[str]:
@@ -140,7 +150,8 @@ def run(argv: list[str] | None = None) -> int:
 
         if args.repo is None or args.keys is None:
             ap.error("--repo and --keys (or $ENDCAP_OTA_REPO/$ENDCAP_OTA_KEYS) are required")
-        FleetRepo.create(args.repo, args.keys, root_threshold=args.root_threshold, root_keys=args.root_keys)
+        FleetRepo.create(args.repo, args.keys, root_threshold=args.root_threshold, root_keys=args.root_keys,
+                         lock_timeout_s=args.lock_wait, on_lock_wait=_say_waiting)
         print(f"TUF repository in {args.repo}; devices bootstrap from {args.repo}/metadata/1.root.json", file=out)
     elif args.cmd == "publish":
         version = _open_repo(args, ap).publish(args.bundle, args.ring, keyring=args.keyring)

@@ -21,15 +21,21 @@ Expiry upkeep: :meth:`FleetRepo.refresh` is the scheduled job. It re-signs every
 snapshot (when anything changed or it would expire first) and always a new timestamp; due roles whose keys
 are offline are reported, for ``resign`` on the machine that holds them. The clock is a constructor seam
 (``clock=``) so tests can place the NOC's "now" without sleeping.
+
+One writer at a time: every writing operation holds ``<repo_dir>/.lock`` (see :mod:`.lock`) for its whole
+read-modify-write and re-reads the metadata from disk once it holds it, so a second writer builds on the
+first one's result, never on the copy it loaded earlier. Reading (``status``, ``ring_version``) takes no lock.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import functools
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +49,7 @@ from endcap.core.atomic import atomic_write
 from . import keys as keystore
 from . import rings as ringlogic
 from .errors import RepoError
+from .lock import DEFAULT_TIMEOUT_S, LOCK_NAME, RepoLock
 from .rings import RINGS, RingState
 from .status import RepoStatus, RoleStatus, expiry_state, plan_refresh
 from .verify import verify_bundle
@@ -73,22 +80,36 @@ def _paths_for(role: str) -> list[str]:
     return ["bundles/*/*"] if role == "bundles" else [f"rings/{role}/*"]
 
 
+def _writer(method):
+    """Run ``method`` holding the repository lock, on metadata re-read from disk under it."""
+
+    @functools.wraps(method)
+    def locked(self: "FleetRepo", *args, **kwargs):
+        with self.writing():
+            return method(self, *args, **kwargs)
+
+    return locked
+
+
 class FleetRepo:
     """Open with :meth:`create` or :meth:`open`; every mutating call writes a complete new repo version."""
 
     def __init__(self, repo_dir: Path, keys_dir: Path, config: dict,
-                 clock: Callable[[], dt.datetime] | None = None) -> None:
+                 clock: Callable[[], dt.datetime] | None = None, *, lock_timeout_s: float = DEFAULT_TIMEOUT_S,
+                 on_lock_wait: Callable[[Path, int | None], None] | None = None) -> None:
         self.repo_dir, self.keys_dir = Path(repo_dir), Path(keys_dir)
         self.clock = clock or _system_clock  # aware UTC "now" of the NOC (test seam)
         self.meta_dir, self.targets_dir = self.repo_dir / "metadata", self.repo_dir / "targets"
         self.expiry: dict[str, float] = {**DEFAULT_EXPIRY, **config.get("expiry", {})}
         self.md: dict[str, Metadata] = {}
+        self.lock = RepoLock(self.repo_dir / LOCK_NAME, timeout_s=lock_timeout_s, on_wait=on_lock_wait)
 
     # ---- creation and loading -------------------------------------------------------------------
     @classmethod
     def create(cls, repo_dir: Path, keys_dir: Path, *, expiry: dict[str, float] | None = None,
                root_threshold: int = 1, root_keys: int | None = None,
-               clock: Callable[[], dt.datetime] | None = None) -> "FleetRepo":
+               clock: Callable[[], dt.datetime] | None = None, lock_timeout_s: float = DEFAULT_TIMEOUT_S,
+               on_lock_wait: Callable[[Path, int | None], None] | None = None) -> "FleetRepo":
         """Create keys and version-1 metadata. Raises: RepoError if a repo or keys already exist there."""
         repo_dir, keys_dir = Path(repo_dir), Path(keys_dir)
         n_root = root_keys or root_threshold
@@ -97,6 +118,14 @@ class FleetRepo:
         unknown = set(expiry or {}) - set(DEFAULT_EXPIRY)
         if unknown:
             raise RepoError(f"expiry: unknown roles {sorted(unknown)} (known: {sorted(DEFAULT_EXPIRY)})", code="input")
+        with RepoLock(repo_dir / LOCK_NAME, timeout_s=lock_timeout_s, on_wait=on_lock_wait):
+            # checked under the lock: two concurrent inits cannot both see an empty directory
+            return cls._create(repo_dir, keys_dir, expiry, root_threshold, n_root, clock, lock_timeout_s,
+                               on_lock_wait)
+
+    @classmethod
+    def _create(cls, repo_dir: Path, keys_dir: Path, expiry: dict[str, float] | None, root_threshold: int,
+                n_root: int, clock, lock_timeout_s: float, on_lock_wait) -> "FleetRepo":
         if (repo_dir / "metadata" / "1.root.json").exists():
             raise RepoError(f"{repo_dir}: already holds a TUF repository", code="exists")
         if (keys_dir / CONFIG).exists():
@@ -110,7 +139,7 @@ class FleetRepo:
             raise RepoError(f"{keys_dir}: keys must live outside the served repository {repo_dir}", code="input")
         keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         config = {"expiry": dict(expiry or {}), "root_threshold": root_threshold}
-        self = cls(repo_dir, keys_dir, config, clock)
+        self = cls(repo_dir, keys_dir, config, clock, lock_timeout_s=lock_timeout_s, on_lock_wait=on_lock_wait)
         now = self._now()
         root = Root(expires=now + self._lifetime("root"), consistent_snapshot=True)
         for _ in range(n_root):
@@ -135,7 +164,9 @@ class FleetRepo:
         return self
 
     @classmethod
-    def open(cls, repo_dir: Path, keys_dir: Path, *, clock: Callable[[], dt.datetime] | None = None) -> "FleetRepo":
+    def open(cls, repo_dir: Path, keys_dir: Path, *, clock: Callable[[], dt.datetime] | None = None,
+             lock_timeout_s: float = DEFAULT_TIMEOUT_S,
+             on_lock_wait: Callable[[Path, int | None], None] | None = None) -> "FleetRepo":
         """Load the newest metadata of an existing repository. Raises: RepoError naming what is missing."""
         repo_dir, keys_dir = Path(repo_dir), Path(keys_dir)
         cfg_path = keys_dir / CONFIG
@@ -143,21 +174,37 @@ class FleetRepo:
             config = json.loads(cfg_path.read_text())
         except (OSError, ValueError) as e:
             raise RepoError(f"{cfg_path}: not a repository keys directory ({e})", code="keys") from e
-        self = cls(repo_dir, keys_dir, config, clock)
+        self = cls(repo_dir, keys_dir, config, clock, lock_timeout_s=lock_timeout_s, on_lock_wait=on_lock_wait)
+        self.reload()
+        return self
+
+    def reload(self) -> None:
+        """Replace the in-memory metadata with the newest on disk. Raises: RepoError naming what is missing."""
+        md: dict[str, Metadata] = {}
         roots = sorted((int(p.name.split(".")[0]), p) for p in self.meta_dir.glob("*.root.json"))
         if not roots:
             raise RepoError(f"{self.meta_dir}: no N.root.json (run 'endcap-ota repo init')", code="missing")
         try:
-            self.md["root"] = Metadata.from_file(str(roots[-1][1]))
-            self.md["timestamp"] = Metadata.from_file(str(self.meta_dir / "timestamp.json"))
-            snap_v = self.md["timestamp"].signed.snapshot_meta.version
-            self.md["snapshot"] = Metadata.from_file(str(self.meta_dir / f"{snap_v}.snapshot.json"))
+            md["root"] = Metadata.from_file(str(roots[-1][1]))
+            md["timestamp"] = Metadata.from_file(str(self.meta_dir / "timestamp.json"))
+            snap_v = md["timestamp"].signed.snapshot_meta.version
+            md["snapshot"] = Metadata.from_file(str(self.meta_dir / f"{snap_v}.snapshot.json"))
             for role in ("targets",) + DELEGATED:
-                v = self.md["snapshot"].signed.meta[f"{role}.json"].version
-                self.md[role] = Metadata.from_file(str(self.meta_dir / f"{v}.{role}.json"))
+                v = md["snapshot"].signed.meta[f"{role}.json"].version
+                md[role] = Metadata.from_file(str(self.meta_dir / f"{v}.{role}.json"))
         except (OSError, ValueError, KeyError) as e:
             raise RepoError(f"{self.meta_dir}: incomplete or unreadable metadata ({e})", code="missing") from e
-        return self
+        self.md = md
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """Hold the repository lock; on first entry re-read the metadata from disk (another writer may have
+        committed since this object loaded it). Nested entries only count."""
+        first = not self.lock.held
+        with self.lock:
+            if first:
+                self.reload()
+            yield
 
     # ---- signing and writing -------------------------------------------------------------------
     def _now(self) -> dt.datetime:
@@ -281,6 +328,7 @@ class FleetRepo:
         signed.targets[path] = info
 
     # ---- operations ----------------------------------------------------------------------------
+    @_writer
     def publish(self, bundle: Path, ring: str = "canary", *, keyring: Path) -> str:
         """Verify ``bundle`` against ``keyring`` and release it to ``ring``; return its version.
 
@@ -303,6 +351,7 @@ class FleetRepo:
         self._commit({"bundles", ring})
         return info.version
 
+    @_writer
     def promote(self, version: str, compatible: str, to: str = "pilot") -> None:
         """Point ring ``to`` at ``version`` after it went through the ring below. Raises: RepoError."""
         below = ringlogic.lower_ring(to)
@@ -313,6 +362,7 @@ class FleetRepo:
         self._set_ring(to, compatible, new_state)
         self._commit({to})
 
+    @_writer
     def halt(self, ring: str, compatible: str) -> str | None:
         """Withdraw the current version of ``ring``; return the version it now points to (or None)."""
         new_state = ringlogic.halt(self._ring_state(ringlogic.check_ring(ring), compatible), ring)
@@ -320,6 +370,7 @@ class FleetRepo:
         self._commit({ring})
         return new_state.current
 
+    @_writer
     def refresh_timestamp(self, *, expires: dt.datetime | None = None) -> int:
         """Only a new timestamp (and snapshot, if it would expire first); returns its version. The scheduled
         job is :meth:`refresh`, which also re-signs near-expiry roles.
@@ -334,6 +385,7 @@ class FleetRepo:
             self._write_timestamp(expires)
         return self.md["timestamp"].signed.version
 
+    @_writer
     def resign(self, roles: Iterable[str] | None = None) -> dict[str, int]:
         """Re-sign ``roles`` (default: targets, bundles and the rings) with a new version and a fresh expiry,
         then snapshot and timestamp. ``root`` makes a new root version signed by the same keys. Returns the new
@@ -352,6 +404,7 @@ class FleetRepo:
         self._commit({r for r in wanted if r in TARGETS_FAMILY})
         return {r: self.md[r].signed.version for r in written}
 
+    @_writer
     def refresh(self) -> Refreshed:
         """The scheduled job: re-sign every near-expiry role whose keys are here, the snapshot if needed, and
         always a new timestamp. Due roles without keys here come back in ``needs_keys`` (nothing fails).
@@ -379,6 +432,7 @@ class FleetRepo:
         root.expires = self._now() + self._lifetime("root")
         self._write_root()
 
+    @_writer
     def rotate_key(self, role: str) -> str:
         """Replace ``role``'s key(s) with a new one; re-sign what depends on it. Returns the new keyid."""
         _check_role(role)

@@ -47,7 +47,7 @@ def guest(dev_image, tmp_path):
 def booted(dev_image, tmp_path_factory):
     """One provisioned guest (TPM enrolled, model media attached), booted to a logged-in console and
     shared by a module's checks."""
-    from tests.system import provision
+    from endcap_image import provision
 
     work = tmp_path_factory.mktemp("booted")
     g = Guest(work / "guest", dev_image.disk)
@@ -60,35 +60,3 @@ def booted(dev_image, tmp_path_factory):
         yield g
     finally:
         g.stop()
-
-
-def bundle_for(image, version: str) -> Path:
-    """A verity RAUC bundle of the image's rootfs labelled ``version`` (cached beside the image)."""
-    from endcap_image import build
-    from endcap_ota.bundle import build_bundle
-
-    out = image.dir / f"endcap-dev-{version}.raucb"
-    with open(build.CACHE / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not out.is_file():
-            tmp = out.with_suffix(".partial")
-            tmp.unlink(missing_ok=True)
-            build_bundle(image.rootfs, tmp, version=version, compatible=image.info["compatible"],
-                         pki=build.ensure_pki(), fmt="verity")
-            tmp.rename(out)
-    return out
-
-
-def bundle_media(bundle: Path, workdir: Path) -> Path:
-    """An ext4 disk image holding the bundle (attached read-only as vdb: the guest installs from it)."""
-    import subprocess
-
-    tree = workdir / "bundle-media"
-    tree.mkdir(parents=True, exist_ok=True)
-    (tree / bundle.name).hardlink_to(bundle)
-    image = workdir / "bundle-media.ext4"
-    size_mib = int(bundle.stat().st_size * 1.1) // (1 << 20) + 64
-    r = subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", "-O", "^has_journal", "-L", "bundles", "-d", str(tree),
-                        str(image), f"{size_mib}M"], capture_output=True, text=True)
-    assert r.returncode == 0, f"mkfs.ext4 of the bundle media failed: {r.stderr}"
-    return image

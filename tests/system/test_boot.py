@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from tests.system import provision
+from endcap_image import provision
 from tests.system.conftest import BOOT_TIMEOUT_S
 
 # boots under TCG on a busy 2-core host: minutes, bounded
@@ -106,6 +106,37 @@ def test_guest_has_the_tpm(running):
 def test_nothing_marks_a_slot_good_unconditionally(running):
     out = running.sh("systemctl is-enabled rauc-mark-good.service").out.strip()
     assert out in ("masked", "not-found") or "No such file" in out or "not-found" in out, out
+
+
+NETWORK_PY = """
+from endcap.maint.network import NetworkdApplier, networkd_reload
+a = NetworkdApplier("/var/lib/endcap/network", "IFACE", networkd_reload("system"))
+a.write(CONTENT)
+print("applied", a.path)
+"""
+
+
+def _network_file(guest, iface: str) -> str:
+    out = guest.check(f"networkctl status --no-pager {iface}", timeout_s=60)
+    m = re.search(r"Network File: (\S+)", out)
+    assert m, out
+    return m.group(1)
+
+
+def test_network_page_settings_reach_networkd(running):
+    """What the maintenance page does on "Apply" (as its own user, through polkit), read by networkd."""
+    from endcap_image.qemu import NIC_NAME
+
+    assert running.check("readlink /etc/systemd/network").strip() == "/var/lib/endcap/network"
+    assert _network_file(running, NIC_NAME).endswith("80-endcap-wired.network")
+    content = f"[Match]\nName={NIC_NAME}\n\n[Network]\nDHCP=yes\n"
+    apply = NETWORK_PY.replace("IFACE", NIC_NAME)
+    out = running.check(provision.py_command(apply.replace("CONTENT", repr(content)), user="endcap-maint"))
+    assert "applied" in out, out
+    assert _network_file(running, NIC_NAME).endswith(f"10-endcap-{NIC_NAME}.network")
+    # and back to the image's default (what a rollback of the page's change does)
+    running.check(provision.py_command(apply.replace("CONTENT", "None"), user="endcap-maint"))
+    assert _network_file(running, NIC_NAME).endswith("80-endcap-wired.network")
 
 
 def test_journal_has_no_unexpected_errors(running):

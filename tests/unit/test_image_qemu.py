@@ -54,3 +54,14 @@ def test_free_port_is_bindable():
     port = qemu.free_port()
     with socket.socket() as s:
         s.bind(("127.0.0.1", port))
+
+
+def test_the_nic_has_the_name_the_dev_image_configures_whatever_media_come_first():
+    import tomllib
+
+    dev = tomllib.loads((REPO / "image/debian/overlay-dev/etc/endcap/endcap.toml").read_text())
+    for media in ((), (Path("/x/a.ext4"),), (Path("/x/a.ext4"), Path("/x/b.ext4"))):
+        argv = qemu.command(_spec(media=media))
+        nic = [argv[i + 1] for i, a in enumerate(argv) if a == "-device" and argv[i + 1].startswith("virtio-net")]
+        assert nic == ["virtio-net-pci,netdev=n0,addr=0x10"], nic
+    assert qemu.NIC_NAME == dev["maint"]["network_interface"] == "enp0s16"

@@ -6,6 +6,8 @@
   (vdb): the "USB stick" a technician would bring; the guest installs it through the trust service.
 - ``store_activity``: one sale rung up at the dev image's POS (its SQLite source on /data), so pos
   publishes a basket and stock changes, as a shop does all day.
+- ``attest``: a TPM quote made inside the guest by its trust service, for a verifier on the host (the NOC)
+  that holds the attestation key recorded at enrolment.
 """
 from __future__ import annotations
 
@@ -16,11 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from endcap.sim.swtpm import start_swtpm
-from endcap.trust.enrol import enrol
+from endcap.trust.enrol import Enrolment, enrol
 from endcap.trust.tpm import Tpm
 from endcap_models import devmodel, sign
 
-REPO = Path(__file__).resolve().parents[2]
+from .config import REPO
+
 MODEL_CACHE = REPO / ".cache" / "endcap" / "models"
 MEDIA_MOUNT = "/run/endcap-media"
 
@@ -37,19 +40,21 @@ def make_signer() -> ModelSigner:
     return ModelSigner(key, [cert, root])
 
 
-def enrol_tpm(state_dir: Path, signer: ModelSigner) -> None:
-    """Enrol the swtpm whose state lives in ``state_dir`` (QEMU's swtpm later runs on the same state)."""
+def enrol_tpm(state_dir: Path, signer: ModelSigner) -> Enrolment:
+    """Enrol the swtpm whose state lives in ``state_dir`` (QEMU's swtpm later runs on the same state); the
+    enrolment record staging keeps (its attestation key verifies the device's quotes)."""
     state_dir.mkdir(parents=True, exist_ok=True)
     tpm = start_swtpm(state_dir=state_dir)
     try:
         with Tpm(tpm.tcti) as t:
-            enrol(t, sign.root_key_hash(signer.chain[-1]))
+            enrolment = enrol(t, sign.root_key_hash(signer.chain[-1]))
     finally:
         tpm.stop()
     for stale in ("s", "c", "swtpm.log"):  # the socket-mode files; QEMU's swtpm makes its own
         p = state_dir / stale
         if p.is_socket() or stale == "swtpm.log":
             p.unlink(missing_ok=True)
+    return enrolment
 
 
 def model_media(workdir: Path, signer: ModelSigner) -> Path:
@@ -99,6 +104,17 @@ print("sale", sale)
 """
 
 
+ATTEST_PY = """
+import base64, msgspec
+from endcap.core import messages as m
+from endcap.core.bus import RpcClient
+from endcap.core.paths import Paths
+with RpcClient(Paths.under("/").rpc_address("trust"), "system-test", timeout_ms=60_000) as rpc:
+    r = rpc.call("attest", m.AttestRequest(base64.b64decode("{nonce}")), m.AttestReply)
+print("@@ATTEST " + base64.b64encode(msgspec.msgpack.encode(r)).decode())
+"""
+
+
 def py_command(source: str, user: str | None = None) -> str:
     """A console line that runs ``source`` with the image's Python (base64: no quoting, one line)."""
     b64 = base64.b64encode(source.encode()).decode()
@@ -114,3 +130,16 @@ def install_model(guest, timeout_s: float = 600) -> str:
 
 def store_activity(guest) -> str:
     return guest.check(py_command(SALE_PY, user="endcap-pos"), timeout_s=120)
+
+
+def attest(guest, nonce: bytes):
+    """The guest trust service's ``attest`` reply for ``nonce`` (an ``AttestReply``)."""
+    import msgspec
+
+    from endcap.core import messages as m
+
+    out = guest.check(py_command(ATTEST_PY.replace("{nonce}", base64.b64encode(nonce).decode())), timeout_s=120)
+    found = [line for line in out.splitlines() if line.startswith("@@ATTEST ")]
+    if not found:
+        raise AssertionError(f"attest gave no reply:\n{out}")
+    return msgspec.msgpack.decode(base64.b64decode(found[-1].split(" ", 1)[1]), type=m.AttestReply)

@@ -18,6 +18,10 @@ from pathlib import Path
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 GUEST_PORTS = {"signage": 8470, "maint": 8443}
+# the NIC sits in a fixed PCI slot, so its predictable name stays the same whatever media disks come before
+# it: enp0s16 (the dev image's [maint] network_interface)
+NIC_PCI_SLOT = 0x10
+NIC_NAME = f"enp0s{NIC_PCI_SLOT}"
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,7 @@ def command(spec: QemuSpec) -> list[str]:
             "-drive", f"if=pflash,format=raw,unit=1,file={spec.vars}",
             "-drive", f"if=virtio,format={fmt},file={spec.disk},cache=unsafe,discard=unmap",
             *[a for m in spec.media for a in ("-drive", f"if=virtio,format=raw,readonly=on,file={m}")],
-            "-netdev", f"user,id=n0{fwd}", "-device", "virtio-net-pci,netdev=n0",
+            "-netdev", f"user,id=n0{fwd}", "-device", f"virtio-net-pci,netdev=n0,addr={NIC_PCI_SLOT:#x}",
             "-device", "virtio-rng-pci",
             "-device", "i6300esb", "-action", "watchdog=reset",
             "-qmp", f"unix:{spec.qmp},server=on,wait=off"]

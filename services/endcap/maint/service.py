@@ -23,6 +23,7 @@ from .config import MaintConfig
 from .gate import SMALL_BODY
 from .server import TlsServer
 from .sources import Feeds
+from .sweep import UPLOAD_DIR, sweep_at_start
 from .tlscert import ensure_certificate, fingerprint
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,9 @@ def main(ctx: ServiceContext) -> None:
     spool = state / "spool"
     spool.mkdir(exist_ok=True)
     tempfile.tempdir = str(spool)
+    # leftovers of uploads cut off by a kill or power loss, and of uploads never installed (before the page
+    # serves, so no upload of ours is in flight)
+    sweep_at_start(state / UPLOAD_DIR, ctx.paths, time.time())
     cert, key = ensure_certificate(state, cfg.cert_file, cfg.key_file, cfg.hostname, [cfg.bind, *cfg.san_ips])
     fp = fingerprint(cert)
     code = accounts.new_setup_code(state, cfg.setup_code_ttl_s, time.time())

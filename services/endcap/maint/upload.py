@@ -5,7 +5,8 @@ the upload is refused before anything is written; the size limit is enforced on 
 and again on the bytes actually read. Verification proper (signature, compatible, version) is the
 updater's, through RAUC. Each upload gets its own random name; once the updater accepted it, the
 updater owns the file (and removes it after installing); the page removes it only when the updater
-answered with a refusal.
+answered with a refusal. Leftovers (a ``.part`` cut off by a kill or power loss, a bundle never installed)
+are removed by the start-up sweep in sweep.py, which relies on the names used here.
 """
 from __future__ import annotations
 

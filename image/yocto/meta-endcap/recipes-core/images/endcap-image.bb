@@ -24,3 +24,18 @@ PACKAGE_EXCLUDE += "rauc-mark-good"
 IMAGE_FEATURES += "read-only-rootfs"
 
 IMAGE_LINGUAS = ""
+
+# networkd reads /etc/systemd/network; the maintenance page writes the store LAN's .network file on the
+# data partition (the rootfs is read-only), so /etc/systemd/network becomes a link to that folder, as in
+# the Debian image's customize.sh (docs/image.md). rmdir, not rm -rf: a file a package put there fails
+# the build instead of vanishing.
+ROOTFS_POSTPROCESS_COMMAND += "endcap_networkd_link"
+
+endcap_networkd_link[doc] = "Makes /etc/systemd/network a link to /var/lib/endcap/network (the data partition)"
+
+endcap_networkd_link() {
+    if [ -d ${IMAGE_ROOTFS}${sysconfdir}/systemd/network ] && [ ! -L ${IMAGE_ROOTFS}${sysconfdir}/systemd/network ]; then
+        rmdir ${IMAGE_ROOTFS}${sysconfdir}/systemd/network
+    fi
+    ln -sfn ${localstatedir}/lib/endcap/network ${IMAGE_ROOTFS}${sysconfdir}/systemd/network
+}

@@ -12,6 +12,7 @@ REQUIRED_DISTRO_FEATURES = "endcap rauc systemd"
 RDEPENDS:${PN} = "e2fsprogs-mke2fs \
                   endcap-nvboot-backend \
                   endcap-overlay \
+                  polkit \
                   python3-endcap \
                   rauc \
                   rauc-conf \
