@@ -13,7 +13,7 @@ run: setup
 	$(VENV)/bin/endcap run
 
 test: setup lint
-	$(PY) -m pytest -n $(PYTEST_WORKERS) tests
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile tests
 
 lint: setup
 	$(VENV)/bin/ruff check $(wildcard services ota provisioning models image) tests bench

@@ -16,3 +16,9 @@ pytest_plugins = [
     "tests.fixtures.maint",
     "tests.fixtures.systemd_manager",
 ]
+
+
+def pytest_collection_modifyitems(items):
+    """The QEMU system tests first: with ``--dist loadfile`` their files, the longest of the suite, start at
+    once on their own workers while the rest of the suite fills the time around them."""
+    items.sort(key=lambda item: 0 if "/tests/system/" in str(item.path) else 1)

@@ -156,7 +156,7 @@ class MarkGood(msgspec.Struct, frozen=True):
 
 
 class MarkBad(msgspec.Struct, frozen=True):
-    pass
+    slot: str = "booted"  # RAUC's slot identifier: "booted", or "other" (the slot that did not come up)
 
 
 class RaiseFloor(msgspec.Struct, frozen=True):
@@ -217,7 +217,9 @@ def _started(s: State, ev: Started, confirm_timeout_s: float) -> tuple[State, li
         why = f"slot {p.from_slot} booted again: the new slot did not come up"
         return (r(base, phase=IDLE, pending=None, target=None, last_result="rolled-back", rollback_reason=why,
                   message=f"{p.version} rolled back: {why}"),
-                [Persist(), Record(p.version, "rolled-back", why), MarkGood(), Publish()])
+                # the new slot is marked bad too: its try flag alone keeps GRUB off it only until every
+                # slot has been tried once more
+                [Persist(), Record(p.version, "rolled-back", why), MarkGood(), MarkBad("other"), Publish()])
     if ev.booted != p.from_slot:
         keep = (s.phase == CONFIRMING and p.deadline is not None and s.booted == ev.booted
                 and s.boot_id == ev.boot_id)  # the updater restarted within the same boot: same deadline

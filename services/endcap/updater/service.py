@@ -338,8 +338,10 @@ class Updater:
                 return mc.StepFailed(f"[{e.code}] {e}")
         elif isinstance(a, mc.Reboot):
             return self.reboot()
-        elif isinstance(a, (mc.MarkGood, mc.MarkBad)):
-            return self.mark("good" if isinstance(a, mc.MarkGood) else "bad")
+        elif isinstance(a, mc.MarkGood):
+            return self.mark("good", "booted")
+        elif isinstance(a, mc.MarkBad):
+            return self.mark("bad", a.slot)
         elif isinstance(a, mc.RaiseFloor):
             try:
                 self.raise_floor(a.epoch)
@@ -360,14 +362,14 @@ class Updater:
             return mc.RebootFailed(f"{' '.join(self.cfg.reboot_command)} exited {r.returncode}: {err}", time.time())
         return None
 
-    def mark(self, state: str) -> mc.Event:
+    def mark(self, state: str, slot: str) -> mc.Event:
         try:
-            msg = self.connect().mark(state, "booted")
+            msg = self.connect().mark(state, slot)
         except UpdateError as e:
             log.error("mark %s failed: [%s] %s", state, e.code, e)
             self.drop_rauc()
             return mc.MarkDone(state, False, time.time(), f"[{e.code}] {e}")
-        log.log(logging.INFO if state == "good" else logging.WARNING, "mark %s: %s", state, msg)
+        log.log(logging.INFO if state == "good" else logging.WARNING, "mark %s %s: %s", slot, state, msg)
         return mc.MarkDone(state, True, time.time())
 
     def verify(self, a: mc.Verify) -> mc.Event:

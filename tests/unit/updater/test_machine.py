@@ -87,7 +87,9 @@ def test_new_slot_never_came_up_is_a_rollback():
     s, acts = run(s, mc.Started("A", 50.0, "boot2"))
     assert s.last_result == "rolled-back" and "did not come up" in s.rollback_reason
     assert mc.Record("1.1.0", "rolled-back", s.rollback_reason) in acts
-    assert "MarkGood" in kinds(acts)
+    assert "MarkGood" in kinds(acts) and mc.MarkBad("other") in acts  # the booted slot good, the new one bad
+    s, acts = run(s, mc.MarkDone("bad", True, 51.0))
+    assert s.phase == mc.IDLE and s.pending is None and not acts
 
 
 def test_restart_before_reboot_keeps_waiting():
