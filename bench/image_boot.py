@@ -60,6 +60,7 @@ def _measure(img, work: Path, browser) -> dict:
     from endcap_image.guest import Guest
 
     def first_boot(g) -> None:
+        provision.wait_running(g, TIMEOUT_S)
         provision.install_model(g)
         browser.new_context(service_workers="allow").new_page().goto(
             f"http://127.0.0.1:{g.ports['signage']}/display/endcap-dev", timeout=120_000)

@@ -65,6 +65,7 @@ def _measure(img, v2, work: Path, browser) -> dict:
     try:
         g.boot()
         g.login(BOOT_TIMEOUT_S)
+        provision.wait_running(g, BOOT_TIMEOUT_S)
         provision.install_model(g)
         browser.new_context(service_workers="allow").new_page().goto(
             f"http://127.0.0.1:{g.ports['signage']}/display/endcap-dev", timeout=120_000)

@@ -85,8 +85,7 @@ def cycle(dev_image, chromium, tmp_path_factory):
     try:
         g.boot()
         c.login()
-        state = g.sh("systemctl is-system-running --wait", timeout_s=BOOT_TIMEOUT_S).out.strip().splitlines()[-1]
-        assert state == "running", g.sh("systemctl --failed --no-legend --plain").out
+        provision.wait_running(g, BOOT_TIMEOUT_S)
         installed = provision.install_model(g).split()
         assert installed[-3] == "installed", installed
         c.model = installed[-2:]

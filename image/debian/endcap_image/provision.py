@@ -122,6 +122,15 @@ def py_command(source: str, user: str | None = None) -> str:
     return f"echo {b64} | base64 -d | {run_as}/opt/endcap/bin/python3 -"
 
 
+def wait_running(guest, timeout_s: float) -> None:
+    """Block until systemd says the boot finished (every unit started, so the pages answer); AssertionError
+    naming the failed units when it ends otherwise."""
+    state = guest.sh("systemctl is-system-running --wait", timeout_s=timeout_s).out.strip().splitlines()[-1]
+    if state != "running":
+        failed = guest.sh("systemctl --failed --no-legend --plain", timeout_s=60).out
+        raise AssertionError(f"system state {state!r}; failed units:\n{failed}")
+
+
 def install_model(guest, timeout_s: float = 600) -> str:
     """Mount the media (vdb) and install its model through the guest's trust service."""
     guest.check(f"mkdir -p {MEDIA_MOUNT} && mount -o ro /dev/vdb {MEDIA_MOUNT}")
