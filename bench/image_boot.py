@@ -67,7 +67,8 @@ def _measure(img, work: Path, browser) -> dict:
 
     bare = Guest(work / "bare", variants.bare_disk(img, work / "bare.img"))
     try:
-        _, bare_s = _second_boot(bare, lambda g: None)
+        # no updater there to confirm the booted slot: mark it good by hand, or GRUB tries the empty B next
+        _, bare_s = _second_boot(bare, lambda g: g.check("rauc status mark-good", timeout_s=120))
         enabled = bare.sh("systemctl list-unit-files --state=enabled --no-legend 'endcap-*'").out.split()
     finally:
         bare.stop()
