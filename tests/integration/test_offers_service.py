@@ -160,3 +160,33 @@ def test_bad_input_unknown_zone_low_confidence_and_an_empty_history(running):
         if row[4] == "history":
             break
     assert row[4] == "history" and row[0] == "offered"
+
+
+def test_offers_started_before_pos_read_the_catalogue_gets_its_zone_candidates_once_it_has(gateway, store, tmp_path):
+    """A category zone on a fresh gateway whose POS is not reachable yet: offers must not settle on an empty
+    candidate list (pos has read no catalogue yet), and offers as soon as pos has read it."""
+    url, src, sim, skus, at = store
+    category = next(i.category for i in sim.data.items if str(i.item_id) == skus[0])
+    fx.write_model(tmp_path / "v1", "v1")
+    db = tmp_path / "ospos.db"
+    away = [(p, p.with_name(p.name + ".away")) for p in (db.with_name(db.name + s) for s in ("", "-wal", "-shm")) if p.exists()]
+    for here, there in away:
+        here.rename(there)
+    gateway.write_config(fx.pos_section(url) + f'[offers]\nmodel_path = "{tmp_path / "v1"}"\nrelevance_threshold = 0.0\n'
+                         f'holdout_fraction = 0.0\nhealth_interval_s = 0.3\n[offers.zones.z1]\ncategories = ["{category}"]\n'
+                         f'[[offers.catalogue]]\ncategory = "{category}"\ntitle = "{{name}}"\n')
+    gateway.start("pos")
+    gateway.start("offers")
+    waiting = wait_health(gateway.paths, "offers", lambda h: h.last_error is not None and h.last_error.code == "not_ready", 30)
+    assert not waiting.ok and "not read the POS catalogue yet" in waiting.last_error.message
+    pub = Publisher(gateway.paths.pub_address("vision"), "test-vision")
+    try:
+        assert fx.publish_until_decided(pub, fx.offers_db(gateway.paths), fx.dwell(1))[0] == "unknown_sku"  # nothing offered blind
+        for here, there in away:  # the POS comes up
+            there.rename(here)
+        wait_health(gateway.paths, "offers", lambda h: h.ok and h.counters.get("zones_without_candidates") == 0
+                    and h.counters.get("zone_stock_known", 0) > 0, 30)
+        row = fx.publish_until_decided(pub, fx.offers_db(gateway.paths), fx.dwell(2))
+        assert row[0] == "offered" and next(i.category for i in sim.data.items if str(i.item_id) == row[2]) == category
+    finally:
+        pub.close()

@@ -14,6 +14,7 @@ import pytest
 
 from endcap.core import messages as m
 from endcap.core.bus import RpcClient
+from endcap.core.errors import RemoteError
 from endcap.pos.store import EdgeStore
 from endcap.sim import writer
 from endcap.sim.dataset import load_store
@@ -142,6 +143,28 @@ def test_unreachable_pos_backs_off_reports_and_keeps_serving(gateway, store_db, 
     wait_health(gateway.paths, "pos", lambda h: h.ok)
     with _rpc(gateway) as rpc:
         assert rpc.call("stock", m.StockQuery([sku]), m.StockReply).levels[0].qty == sim.expected_stock()[sku]
+
+
+def test_catalogue_is_not_ready_until_pos_has_read_it_once(gateway, store_db, tmp_path):
+    """A fresh edge store answers "not read yet", never an empty catalogue that looks like an empty store."""
+    url, sim = store_db
+    db = tmp_path / "ospos.db"
+    away = [(p, p.with_name(p.name + ".away")) for p in (db.with_name(db.name + s) for s in ("", "-wal", "-shm")) if p.exists()]
+    for here, there in away:  # the POS server is not there when pos first starts
+        here.rename(there)
+    gateway.write_config(_config(url))
+    gateway.start("pos")
+    wait_health(gateway.paths, "pos", lambda h: h.counters.get("poll_errors", 0) >= 1)
+    item = sim.data.items[0]
+    with _rpc(gateway) as rpc:
+        with pytest.raises(RemoteError) as err:
+            rpc.call("catalogue", m.CatalogQuery([item.category]), m.CatalogReply)
+        assert err.value.code == "not_ready" and "not read the POS catalogue yet" in str(err.value)
+        for here, there in away:
+            there.rename(here)
+        wait_health(gateway.paths, "pos", lambda h: h.ok)
+        got = rpc.call("catalogue", m.CatalogQuery([item.category]), m.CatalogReply).items
+        assert str(item.item_id) in {i.sku for i in got}
 
 
 @pytest.mark.parametrize("config,expected", [

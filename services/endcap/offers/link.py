@@ -44,6 +44,7 @@ class PosLink:
         self._pending: dict[str, threading.Event] = {}  # shopper → set when the fetch is done
         self._wanted: "queue.Queue[str]" = queue.Queue()
         self.catalogue_ok = False
+        self._empty_zones: list[str] = []
         self.last_stock_ok: Optional[float] = None
         self._thread = threading.Thread(target=self._run, name="offers-pos", daemon=True)
 
@@ -96,7 +97,7 @@ class PosLink:
             while not self._stop.is_set():
                 now = time.time()
                 if now >= next_catalogue:
-                    next_catalogue = now + (300.0 if self._catalogue(rpc) else 1.0)
+                    next_catalogue = now + self._catalogue_again_in(self._catalogue(rpc))
                 if self.catalogue_ok and now >= next_refresh:
                     next_refresh = now + (cfg.stock_refresh_s if self._refresh(rpc) else 1.0)
                 try:
@@ -129,10 +130,22 @@ class PosLink:
                 pick.update({it.sku: it for it in by_cat.get(c, [])})
             zone_items[name] = sorted(pick.values(), key=lambda it: it.sku)
         self.items, self.zone_items = items, zone_items
+        empty = sorted(z for z, its in zone_items.items() if not its)
+        if empty and empty != self._empty_zones:
+            log.warning("zones with no candidate SKU in the POS catalogue (check their categories): %s", ", ".join(empty))
+        self._empty_zones = empty
+        self._health.set("zones_without_candidates", len(empty))
         if not self.catalogue_ok:
             log.info("catalogue: %d candidate SKUs in %d zones", sum(len(v) for v in zone_items.values()), len(zone_items))
         self.catalogue_ok = True
         return True
+
+    def _catalogue_again_in(self, ok: bool) -> float:
+        """Seconds to the next catalogue read: soon after a failure, sooner while a zone has no candidate
+        (a category the POS has not listed yet), else rarely (catalogues change slowly)."""
+        if not ok:
+            return 1.0
+        return 30.0 if self._empty_zones else 300.0
 
     def _refresh(self, rpc: RpcClient) -> bool:
         skus = sorted({it.sku for items in self.zone_items.values() for it in items})
@@ -145,9 +158,16 @@ class PosLink:
             log.debug("stock refresh failed: %s", e)
             return False
         self.last_stock_ok = time.time()
+        known = sum(1 for s in skus if (f := self.stock.get(s)) is not None and f.qty is not None)
+        self._health.set("stock_known", sum(1 for f in self.stock.values() if f.qty is not None))
+        self._health.set("zone_skus", len(skus))
+        self._health.set("zone_stock_known", known)
+        self._health.set("stock_refreshed_at", round(self.last_stock_ok, 3))
+        if skus and not known:  # pos has not read its stock feed yet (or lost it): ask again soon, not in 30 s
+            log.debug("stock refresh: pos knows no level of the %d zone SKUs yet", len(skus))
+            return False
         if self._model() is not None:
             self._health.success(self.last_stock_ok)
-        self._health.set("stock_known", sum(1 for f in self.stock.values() if f.qty is not None))
         return True
 
     def _fetch(self, hist: RpcClient, shopper: str) -> None:

@@ -130,7 +130,7 @@ class PosPoller:
 
     def refresh_catalogue(self, now: float) -> None:
         items = self.adapter.catalogue()
-        self.store.replace_catalogue(items)
+        self.store.replace_catalogue(items, now=now)
         self._known = {i.sku for i in items}
         self._catalogue_at = now
         self.health.set("catalogue_items", len(items))

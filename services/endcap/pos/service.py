@@ -15,7 +15,7 @@ import time
 
 from ..core import messages as m
 from ..core.bus import Publisher, RpcServer, RpcThread, contained
-from ..core.errors import UpstreamError
+from ..core.errors import EndcapError, UpstreamError
 from ..core.health import HealthPublisher, HealthState
 from ..core.runner import ServiceContext
 from . import link, stock
@@ -83,12 +83,21 @@ class Queries:
         return {
             "stock": (m.StockQuery, lambda q: m.StockReply(self._reader().levels(q.skus[:1000], time.time()))),
             "baskets": (m.BasketQuery, lambda q: m.BasketsReply(self._reader().store.baskets_of(q.shopper_id, max(1, min(q.limit, 200))))),
-            "catalogue": (m.CatalogQuery, lambda q: m.CatalogReply(self._reader().store.catalogue(q.categories[:200], max(1, min(q.limit, 50_000))))),
+            "catalogue": (m.CatalogQuery, self._catalogue),
             # maintenance page: the link as the poller sees it, and a fresh probe of the source on a
             # thread of its own (link.py); their failures are error replies, never a dead RPC thread
             "link": (m.Empty, contained("link", self._link)),
             "test_link": (m.Empty, contained("test_link", self.test_link)),
         }
+
+    def _catalogue(self, q: m.CatalogQuery) -> m.CatalogReply:
+        """The catalogue as last read from the POS; an error until pos has read it once (a fresh edge store
+        answering "no items" would look like an empty store to offers)."""
+        store = self._reader().store
+        if store.catalogue_read_at() is None:
+            raise EndcapError("catalogue: pos has not read the POS catalogue yet (first poll pending, or the "
+                              "source unreachable: see pos health)", code="not_ready")
+        return m.CatalogReply(store.catalogue(q.categories[:200], max(1, min(q.limit, 50_000))))
 
     def _link(self, _q: m.Empty) -> m.PosLink:
         store = self._reader().store

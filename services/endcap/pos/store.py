@@ -131,10 +131,16 @@ class EdgeStore:
 
     # --- reference data --------------------------------------------------------------------------------
 
-    def replace_catalogue(self, items: list[CatalogItem]) -> None:
+    def replace_catalogue(self, items: list[CatalogItem], *, now: float) -> None:
+        """The POS catalogue as read at ``now``; until the first one, ``catalogue_read_at`` is None."""
         with self._transaction() as db:
             db.execute("DELETE FROM catalogue")
             db.executemany("INSERT OR REPLACE INTO catalogue VALUES (?,?,?,?)", [(i.sku, i.name, i.category, i.price) for i in items])
+            self.set_meta("catalogue_read_at", repr(now))
+
+    def catalogue_read_at(self) -> float | None:
+        text = self.meta("catalogue_read_at")
+        return float(text) if text else None
 
     def catalogue(self, categories: list[str], limit: int) -> list[m.CatalogEntry]:
         if categories:

@@ -30,7 +30,7 @@ def config_text(pos_url: str, model_dir: str, zones: dict[str, str], *, holdout:
     lines = ["[core]", 'log_level = "WARNING"', "[pos]", 'store_id = "s367"', "poll_interval_s = 0.2",
              "stock_count_max_age_s = 1e10", "[pos.sql]", f'url = "{pos_url}"', "[offers]", f'model_path = "{model_dir}"',
              f"holdout_fraction = {holdout}", f"relevance_threshold = {threshold}", "shopper_gap_s = 0", "screen_gap_s = 0",
-             "sku_cooldown_s = 0", "max_offers_per_trip = 2", "health_interval_s = 0.3"]
+             "sku_cooldown_s = 0", "max_offers_per_trip = 2", "health_interval_s = 0.3", "stock_refresh_s = 2"]
     for z, cat in zones.items():
         lines += [f"[offers.zones.{z}]", f"categories = {json.dumps([cat])}"]
     for cat in zones.values():
@@ -86,7 +86,11 @@ def run(root: Path, model_dir: Path, *, trips: int = 200, accept: float = 0.5, h
         # the pos backfill publishes a basket per history basket: let that burst pass before the trips
         # start, so no zone event of a trip is crowded out of the (lossy) bus
         wait_health(paths, "pos", lambda h: h.counters.get("txns", 0) >= len(hist.baskets), timeout_s=120)
-        wait_health(paths, "offers", lambda h: h.ok and h.counters.get("stock_known", 0) > 0, timeout_s=120)
+        # trips start once offers decides on today's counts: pos has read them, and offers refreshed since
+        fresh = {str(it): 0.0 if it in empty else 200.0 for it in zone_items}
+        read_at = _wait_pos_levels(paths, fresh, timeout_s=120)
+        wait_health(paths, "offers", lambda h: h.ok and h.counters.get("zones_without_candidates", 1) == 0
+                    and h.counters.get("stock_refreshed_at", 0) >= read_at, timeout_s=120)
         rng = random.Random(f"{seed}:trips")
         zc = {z: frozenset([c]) for z, c in zones.items()}
         with Publisher(paths.pub_address("vision"), "sim-shoppers") as pub, \
@@ -97,6 +101,8 @@ def run(root: Path, model_dir: Path, *, trips: int = 200, accept: float = 0.5, h
             for i, b in enumerate(held[:trips]):
                 rp.run_trip(plan_trip(rng, b, category_of, zc, track_id=10_000 + i))
             elapsed = time.monotonic() - t0
+        # the services' own view at the end (stock known, feed state, reasons), for a report that explains itself
+        health = {name: _health_now(paths, name) for name in ("pos", "offers")}
     finally:
         for p in reversed(procs):
             p.stop()
@@ -105,7 +111,43 @@ def run(root: Path, model_dir: Path, *, trips: int = 200, accept: float = 0.5, h
     offered = [o for o in rp.stats.offers]
     return {"root": str(root), "zones": zones, "trips": rp.stats.trips, "seconds": elapsed, "offers": offered,
             "accepted": rp.stats.accepted, "out_of_stock": [str(i) for i in empty],
-            "offered_out_of_stock": [o for o in offered if o[2] in {str(i) for i in empty}], "lift": report}
+            "offered_out_of_stock": [o for o in offered if o[2] in {str(i) for i in empty}], "lift": report,
+            "health": health}
+
+
+def _wait_pos_levels(paths, want: dict[str, float], timeout_s: float) -> float:
+    """Ask pos for the levels of ``want``'s SKUs until they are ``want``; returns when (wall clock)."""
+    from endcap.core import messages as m
+    from endcap.core.bus import RpcClient
+    from endcap.core.errors import BusError, RemoteError
+
+    skus, got = sorted(want), {}
+    deadline = time.monotonic() + timeout_s
+    with RpcClient(paths.rpc_address("pos"), "sim-shoppers", timeout_ms=5000) as rpc:
+        while time.monotonic() < deadline:
+            try:
+                got = {lv.sku: lv.qty for i in range(0, len(skus), 500)
+                       for lv in rpc.call("stock", m.StockQuery(skus[i:i + 500]), m.StockReply).levels}
+            except (BusError, RemoteError):
+                got = {}
+            if got == want:
+                return time.time()
+            threading.Event().wait(0.2)
+    wrong = {k: got.get(k) for k in skus if got.get(k) != want[k]}
+    raise RuntimeError(f"pos never reported the fresh counts within {timeout_s} s; differing: {dict(list(wrong.items())[:5])}")
+
+
+def _health_now(paths, service: str) -> dict:
+    """The next health message of ``service`` as a dict (``{"error": ...}`` when none came)."""
+    from endcap.launcher import wait_health
+
+    try:
+        h = wait_health(paths, service, lambda h: True, timeout_s=10)
+    except RuntimeError as e:
+        return {"error": str(e)}
+    err = h.last_error
+    return {"ok": h.ok, "status": h.status, "last_error": f"{err.code}: {err.message}" if err else None,
+            "counters": dict(h.counters)}
 
 
 class _Sim:
