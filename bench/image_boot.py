@@ -25,6 +25,8 @@ SERVICES = ("pos", "vision", "offers", "signage", "trust", "updater", "maint")
 def _second_boot(g, first_boot) -> tuple[float, float]:
     """Boot, do ``first_boot(g)``, reboot; the second QEMU start (monotonic) and the seconds from it until
     ``system running``."""
+    from endcap_image import provision
+
     g.boot()
     g.login(TIMEOUT_S)
     first_boot(g)
@@ -33,9 +35,7 @@ def _second_boot(g, first_boot) -> tuple[float, float]:
     t0 = time.monotonic()
     g.boot()
     g.login(TIMEOUT_S)
-    state = g.sh("systemctl is-system-running --wait", timeout_s=TIMEOUT_S).out.strip().splitlines()[-1]
-    if state != "running":
-        raise RuntimeError(f"boot ended {state!r}")
+    provision.wait_running(g, TIMEOUT_S)
     return t0, time.monotonic() - t0
 
 

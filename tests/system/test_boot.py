@@ -32,11 +32,7 @@ def running(booted, chromium):
     """The booted guest once systemd has finished starting, with the offers model installed through the
     trust service, a sale rung up at the POS and the display page open in Chromium (through the port
     forward), as on a store's first morning."""
-    out = booted.sh("systemctl is-system-running --wait", timeout_s=BOOT_TIMEOUT_S).out.strip().splitlines()[-1]
-    if out != "running":
-        failed = booted.sh("systemctl --failed --no-legend --plain; journalctl -b -p warning --no-pager | tail -50",
-                           timeout_s=60).out
-        raise AssertionError(f"system state {out!r}; failed units and warnings:\n{failed}")
+    provision.wait_running(booted, BOOT_TIMEOUT_S)
     assert "installed" in provision.install_model(booted)
     provision.store_activity(booted)
     page = chromium.new_context(service_workers="allow").new_page()

@@ -124,11 +124,12 @@ def py_command(source: str, user: str | None = None) -> str:
 
 def wait_running(guest, timeout_s: float) -> None:
     """Block until systemd says the boot finished (every unit started, so the pages answer); AssertionError
-    naming the failed units when it ends otherwise."""
+    naming the failed units and the boot's last warnings when it ends otherwise."""
     state = guest.sh("systemctl is-system-running --wait", timeout_s=timeout_s).out.strip().splitlines()[-1]
     if state != "running":
-        failed = guest.sh("systemctl --failed --no-legend --plain", timeout_s=60).out
-        raise AssertionError(f"system state {state!r}; failed units:\n{failed}")
+        failed = guest.sh("systemctl --failed --no-legend --plain; journalctl -b -p warning --no-pager | tail -50",
+                          timeout_s=60).out
+        raise AssertionError(f"system state {state!r}; failed units and warnings:\n{failed}")
 
 
 def install_model(guest, timeout_s: float = 600) -> str:
