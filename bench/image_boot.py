@@ -19,7 +19,6 @@ from bench.common import make_result, write_result
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 900
-SERVICES = ("pos", "vision", "offers", "signage", "trust", "updater", "maint")
 
 
 def _second_boot(g, first_boot) -> tuple[float, float]:
@@ -62,8 +61,7 @@ def _measure(img, work: Path, browser) -> dict:
     def first_boot(g) -> None:
         provision.wait_running(g, TIMEOUT_S)
         provision.install_model(g)
-        browser.new_context(service_workers="allow").new_page().goto(
-            f"http://127.0.0.1:{g.ports['signage']}/display/endcap-dev", timeout=120_000)
+        provision.open_screen(browser.new_context(service_workers="allow"), g)
 
     bare = Guest(work / "bare", variants.bare_disk(img, work / "bare.img"))
     try:
@@ -81,9 +79,7 @@ def _measure(img, work: Path, browser) -> dict:
     g.media = (provision.model_media(work, signer),)
     try:
         t0, started_s = _second_boot(g, first_boot)
-        provision.store_activity(g)  # offers is healthy while stock flows
-        r = g.sh(f"/usr/libexec/endcap/endcap-health --wait {TIMEOUT_S} " + " ".join(SERVICES),
-                 timeout_s=TIMEOUT_S + 60)
+        r = provision.wait_healthy(g, provision.services(img.info), TIMEOUT_S)
         healthy_s = time.monotonic() - t0
     finally:
         g.stop()

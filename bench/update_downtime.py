@@ -18,19 +18,16 @@ from bench.common import make_result, write_result
 REPO = Path(__file__).resolve().parents[1]
 BOOT_TIMEOUT_S = 900
 HEALTH_TIMEOUT_S = 600
-SERVICES = ("pos", "vision", "offers", "signage", "trust", "updater", "maint")
 BUNDLES = "/run/endcap-bundles"
 
 
-def _healthy_after_boot(g, provision) -> float:
+def _healthy_after_boot(g, provision, services: list[str]) -> float:
     """Boot ``g`` (already shut down), log in, ring a sale and wait until every service is healthy; seconds
     from QEMU's start."""
     t0 = time.monotonic()
     g.boot()
     g.login(BOOT_TIMEOUT_S)
-    provision.store_activity(g)  # offers is healthy while stock flows
-    r = g.sh(f"/usr/libexec/endcap/endcap-health --wait {HEALTH_TIMEOUT_S} " + " ".join(SERVICES),
-             timeout_s=HEALTH_TIMEOUT_S + 60)
+    r = provision.wait_healthy(g, services, HEALTH_TIMEOUT_S)
     if r.rc != 0:
         raise RuntimeError(f"services not healthy after the reboot:\n{r.out}")
     return time.monotonic() - t0
@@ -67,12 +64,11 @@ def _measure(img, v2, work: Path, browser) -> dict:
         g.login(BOOT_TIMEOUT_S)
         provision.wait_running(g, BOOT_TIMEOUT_S)
         provision.install_model(g)
-        browser.new_context(service_workers="allow").new_page().goto(
-            f"http://127.0.0.1:{g.ports['signage']}/display/endcap-dev", timeout=120_000)
+        provision.open_screen(browser.new_context(service_workers="allow"), g)
         # anchor: a plain reboot of the provisioned v1 guest
         g.send("systemctl reboot\n")
         g.wait_exit(300)
-        plain = _healthy_after_boot(g, provision)
+        plain = _healthy_after_boot(g, provision, provision.services(img.info))
         # the update: the updater installs v2 into B and reboots into it
         g.check(f"mkdir -p {BUNDLES} && mount -o ro /dev/vdc {BUNDLES}")
         t_install = time.monotonic()
@@ -80,7 +76,7 @@ def _measure(img, v2, work: Path, browser) -> dict:
         g.wait_exit(1800)
         install_s = time.monotonic() - t_install
         t0 = time.monotonic()
-        updated = _healthy_after_boot(g, provision)
+        updated = _healthy_after_boot(g, provision, provision.services(img.info))
         st = wait_status(g, HEALTH_TIMEOUT_S, last_result="committed", version="2.0.0")
         committed = time.monotonic() - t0
     finally:

@@ -35,8 +35,7 @@ def running(booted, chromium):
     provision.wait_running(booted, BOOT_TIMEOUT_S)
     assert "installed" in provision.install_model(booted)
     provision.store_activity(booted)
-    page = chromium.new_context(service_workers="allow").new_page()
-    page.goto(f"http://127.0.0.1:{booted.ports['signage']}/display/endcap-dev", timeout=120_000)
+    page = provision.open_screen(chromium.new_context(service_workers="allow"), booted)
     yield booted
     page.context.close()
 
@@ -144,10 +143,8 @@ def test_journal_has_no_unexpected_errors(running):
 
 # last: it waits for the slowest service (the checks above need no more than a running system)
 def test_every_service_reports_healthy(running, dev_image):
-    services = [u[len("endcap-"):-len(".service")] for u in dev_image.info["units"] if u.startswith("endcap-")]
-    provision.store_activity(running)  # fresh POS traffic: offers is healthy while stock flows
-    r = running.sh(f"/usr/libexec/endcap/endcap-health --wait {HEALTH_TIMEOUT_S} " + " ".join(services),
-                   timeout_s=HEALTH_TIMEOUT_S + 60)
+    services = provision.services(dev_image.info)
+    r = provision.wait_healthy(running, services, HEALTH_TIMEOUT_S)
     lines = {line.split()[1]: line for line in r.out.splitlines() if line.startswith("endcap-health ")}
     assert set(lines) == set(services), r.out
     not_ok = {s: line for s, line in lines.items() if line.split()[2] != "ok"}

@@ -96,7 +96,7 @@ def cycle(dev_image, chromium, tmp_path_factory):
         g.check(f"echo v1-was-here > {MARKER} && sync {MARKER}")
         assert c.slot() == "A" and c.version() == "1.0.0"
         screen = chromium.new_context(service_workers="allow")
-        screen.new_page().goto(f"http://127.0.0.1:{g.ports['signage']}/display/endcap-dev", timeout=120_000)
+        provision.open_screen(screen, g)
         try:
             yield c
         finally:

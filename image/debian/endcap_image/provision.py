@@ -142,6 +142,26 @@ def store_activity(guest) -> str:
     return guest.check(py_command(SALE_PY, user="endcap-pos"), timeout_s=120)
 
 
+def services(info: dict) -> list[str]:
+    """The Endcap services a built image enables (``pos``, ``offers``, …), from its build info."""
+    return [u[len("endcap-"):-len(".service")] for u in info["units"] if u.startswith("endcap-") and u.endswith(".service")]
+
+
+def wait_healthy(guest, names: list[str], timeout_s: float):
+    """Ring a sale (offers is healthy only while stock flows), then wait until every service in ``names``
+    reports healthy (``endcap-health --wait``); the guest's result (``rc``, ``out``: one line a service)."""
+    store_activity(guest)
+    return guest.sh(f"/usr/libexec/endcap/endcap-health --wait {timeout_s} " + " ".join(names), timeout_s=timeout_s + 60)
+
+
+def open_screen(context, guest):
+    """The dev display's page opened in ``context`` (a browser context) through the forwarded signage port:
+    the store's screen, without which signage is not healthy. It reconnects by itself across reboots."""
+    page = context.new_page()
+    page.goto(f"http://127.0.0.1:{guest.ports['signage']}/display/endcap-dev", timeout=120_000)
+    return page
+
+
 def attest(guest, nonce: bytes):
     """The guest trust service's ``attest`` reply for ``nonce`` (an ``AttestReply``)."""
     import msgspec

@@ -30,9 +30,7 @@ from endcap.core.paths import Paths
 want, deadline, last = WANT, time.monotonic() + TIMEOUT_S, None
 def matches(st):
     for k, v in want.items():
-        if k == "progress_at_least":
-            if st["progress"] < v: return False
-        elif k == "history_has":
+        if k == "history_has":
             if not any(r["version"] == v[0] and r["outcome"] == v[1] for r in st["history"]): return False
         elif st.get(k) != v: return False
     return True
@@ -66,8 +64,8 @@ def install_bundle(guest, path: str) -> dict:
 
 
 def wait_status(guest, timeout_s: float, **want) -> dict:
-    """Block until ``updater.status`` matches every ``want`` field (``progress_at_least=N``,
-    ``history_has=(version, outcome)`` or plain equality); the matching status. AssertionError with the last
+    """Block until ``updater.status`` matches every ``want`` field (``history_has=(version, outcome)`` or
+    plain equality); the matching status. AssertionError with the last
     status seen after ``timeout_s``."""
     src = WAIT_PY.replace("WANT", repr(want)).replace("TIMEOUT_S", repr(float(timeout_s)))
     r = guest.sh(py_command(src), timeout_s=timeout_s + 60)
